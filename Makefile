@@ -1,0 +1,51 @@
+# The everyday verbs. CI runs `make test`, exactly what a person runs.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR)/include
+export PATRON_PRIVACY_HOME := $(CURDIR)/.local
+export GX_ANALYTICS_ENABLED := False
+export AIRFLOW_HOME := $(CURDIR)/.local/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__UNIT_TEST_MODE := False
+DEMO_AS_OF ?= $(shell date +%F)
+DEMO_PATRONS ?= 2000
+DEMO_YEARS ?= 3
+
+.PHONY: venv demo test lint bench clean
+
+$(STAMP): requirements.txt constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.9.5
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.txt -c constraints.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	rm -rf .local/sources .local/exports .local/warehouse.db .local/warehouse.db-wal .local/warehouse.db-shm
+	mkdir -p .local/sources .local/exports .local/airflow
+	$(PY) -m patron_privacy demo-data --patrons $(DEMO_PATRONS) --years $(DEMO_YEARS) --seed 11 --as-of $(DEMO_AS_OF)
+	$(VENV)/bin/airflow db migrate > .local/airflow/migrate.log 2>&1 || (tail -20 .local/airflow/migrate.log; exit 1)
+	$(VENV)/bin/airflow dags test koha_nightly_retention $(DEMO_AS_OF) \
+		-c '{"dry_run": false, "as_of": "$(DEMO_AS_OF)"}' > .local/airflow/demo-run.log 2>&1 \
+		|| (echo "the nightly run failed; see .local/airflow/demo-run.log"; $(PY) -m patron_privacy summary; exit 1)
+	$(PY) -m patron_privacy summary
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check include dags plugins tests
+	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check include dags plugins tests
+	$(VENV)/bin/ruff format --check include dags plugins tests
+
+bench: $(STAMP)
+	$(PY) -m patron_privacy bench --out bench-results/bench.json
+
+clean:
+	rm -rf .local bench-results

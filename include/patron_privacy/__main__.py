@@ -1,0 +1,5 @@
+import sys
+
+from patron_privacy.cli import main
+
+sys.exit(main())

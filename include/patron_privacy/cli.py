@@ -1,0 +1,231 @@
+"""``python -m patron_privacy``: everything the DAGs do, runnable by hand.
+
+Exit status is 0 on success and non-zero with a one-line reason otherwise:
+1 when the run worked but found records it should not be holding (a failed
+verification), 2 when it could not run (bad policy, bad connection, bad
+input). Output is counts only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import uuid
+from datetime import date
+
+from patron_privacy import connections, sources
+from patron_privacy.policy import PolicyError, load_policy, schedule_table
+from patron_privacy.timebase import as_of_from_date
+
+EXIT_FINDINGS = 1
+EXIT_ERROR = 2
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _source(text: str) -> str:
+    if text not in sources.SOURCES:
+        raise argparse.ArgumentTypeError(
+            f"unknown source {text!r} (expected one of {', '.join(sources.SOURCES)})"
+        )
+    return text
+
+
+def format_results(results: list[dict]) -> str:
+    head = ("category", "mode", "action", "cutoff", "matched", "changed", "kept", "remaining", "errors")
+    rows = [
+        (
+            f"{r['source']}.{r['category']}",
+            r["mode"],
+            r["action"],
+            r["cutoff"][:19],
+            str(r["matched"]),
+            str(r["changed"]),
+            ", ".join(f"{k}={v}" for k, v in r["kept"].items()) or "-",
+            str(r["remaining"]),
+            str(r["data_errors"]),
+        )
+        for r in results
+    ]
+    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in [head, *rows]]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def cmd_policy_show(args) -> int:
+    print(schedule_table(load_policy(args.policy)))
+    return 0
+
+
+def cmd_policy_check(args) -> int:
+    pol = load_policy(args.file)
+    print(f"{args.file}: ok, {len(pol.rules)} rules, policy version {pol.version}")
+    return 0
+
+
+def _run_id(args, prefix: str) -> str:
+    return args.run_id or f"cli-{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def cmd_enforce(args) -> int:
+    from patron_privacy import pipeline  # noqa: PLC0415 - keeps --help fast
+
+    policy = load_policy(args.policy)
+    as_of = as_of_from_date(args.as_of, policy.timezone)
+    run = pipeline.open_run(args.source, as_of, policy)
+    run_id = _run_id(args, "dryrun" if args.dry_run else "enforce")
+    if not args.dry_run:
+        pipeline.extract_facts(run)
+    results = pipeline.enforce(run, dry_run=args.dry_run)
+    pipeline.record_audit(run, results, run_id)
+    print(format_results(results))
+    if args.json:
+        print(json.dumps({"run_id": run_id, "results": results}, default=str))
+    failed = [] if args.dry_run else pipeline.failed_categories(results)
+    if failed:
+        print(f"error: verification failed: still identifying past window: {', '.join(failed)}",
+              file=sys.stderr)
+        return EXIT_FINDINGS
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from patron_privacy import pipeline  # noqa: PLC0415
+
+    policy = load_policy(args.policy)
+    as_of = as_of_from_date(args.as_of, policy.timezone)
+    run = pipeline.open_run(args.source, as_of, policy)
+    results = pipeline.verify(run, mode="verify")
+    pipeline.record_audit(run, results, _run_id(args, "verify"))
+    print(format_results(results))
+    failed = pipeline.failed_categories(results)
+    if failed:
+        print(f"error: compliance findings: past window and still identifying: {', '.join(failed)}",
+              file=sys.stderr)
+        return EXIT_FINDINGS
+    print("verification passed: nothing past its window still identifies a patron")
+    return 0
+
+
+def cmd_demo_data(args) -> int:
+    from patron_privacy import demo  # noqa: PLC0415
+
+    counts = demo.build_demo_library(
+        patrons=args.patrons, years=args.years, seed=args.seed, as_of=args.as_of
+    )
+    for table, n in counts.items():
+        print(f"{table:24} {n:>10}")
+    print(f"koha_db: {connections.describe(connections.KOHA_DB)}")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from patron_privacy import audit_report  # noqa: PLC0415
+
+    text, ok = audit_report.summary(args.run_id)
+    print(text)
+    return 0 if ok else EXIT_FINDINGS
+
+
+def cmd_bench(args) -> int:
+    from patron_privacy import bench  # noqa: PLC0415
+
+    report = bench.run(
+        url=args.url, rows=args.rows, past=args.past, patrons=args.patrons, out=args.out
+    )
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m patron_privacy",
+        description="Retention enforcement and anonymized statistics for a public library.",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress (counts only)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("demo-data", help="build a synthetic library into koha_db",
+                       description="Build a deterministic synthetic library (Koha schema).")
+    d.add_argument("--patrons", type=int, default=2000)
+    d.add_argument("--years", type=int, default=3)
+    d.add_argument("--seed", type=int, default=11)
+    d.add_argument("--as-of", type=_date, default=None,
+                   help="last day of the synthetic history (default: today)")
+    d.set_defaults(func=cmd_demo_data)
+
+    pol = sub.add_parser("policy", help="show or check a retention policy",
+                         description="Show or check a retention policy file.")
+    psub = pol.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    show = psub.add_parser("show", help="print the schedule as a table",
+                           description="Print the retention schedule as a table.")
+    show.add_argument("--policy", default=None, help="policy file (default: the shipped one)")
+    show.set_defaults(func=cmd_policy_show)
+    check = psub.add_parser("check", help="validate a policy file, listing every error",
+                            description="Validate a policy file; exit 2 listing every error.")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_policy_check)
+
+    for name, func, helptext in (
+        ("enforce", cmd_enforce, "apply the retention policy to a source"),
+        ("verify", cmd_verify, "count records past their window that still identify a patron"),
+    ):
+        e = sub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".")
+        e.add_argument("--source", type=_source, required=True)
+        e.add_argument("--as-of", type=_date, required=True,
+                       help="YYYY-MM-DD: midnight starting that day, library time")
+        e.add_argument("--policy", default=None, help="policy file (default: the shipped one)")
+        e.add_argument("--run-id", default=None, help="id written on the audit rows")
+        if name == "enforce":
+            e.add_argument("--dry-run", action="store_true",
+                           help="report what would change, per category and blocker; change nothing")
+            e.add_argument("--json", action="store_true", help="also print the results as JSON")
+        e.set_defaults(func=func)
+
+    s = sub.add_parser("summary", help="summarize a run from its audit rows",
+                       description="Summarize a run (default: the latest) from the audit rows.")
+    s.add_argument("--run-id", default=None)
+    s.set_defaults(func=cmd_summary)
+
+    b = sub.add_parser("bench", help="benchmark the engine against raw SQL on MariaDB",
+                       description="Benchmark the engine against the raw-SQL floor on MariaDB.")
+    b.add_argument("--url", default="mysql+pymysql://root@127.0.0.1:3306/pp_bench")
+    b.add_argument("--rows", type=int, default=5_000_000)
+    b.add_argument("--past", type=int, default=1_000_000)
+    b.add_argument("--patrons", type=int, default=250_000)
+    b.add_argument("--out", default="bench-results/bench.json")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.func(args)
+    except PolicyError as exc:
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - one line, no traceback, for operators
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        if args.verbose:
+            raise
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""The retention engine: one set-based algorithm for every source and category.
+
+A connector describes each record category as SQL expressions (which rows
+are in scope, which still identify a patron, what blocks them, what the
+action writes); the engine alone decides how those expressions run. That
+keeps the dangerous part — the statement that changes a library's data — in
+one place, tested once:
+
+* work goes in bounded batches, keyset on the category's key, one
+  transaction per batch, so a rerun after an interruption at any point
+  converges to the same end state and no transaction grows with the table;
+* blockers are evaluated in SQL inside each batch's statement, and legal
+  holds are re-read before every batch, so a hold placed mid-run binds the
+  batches after it;
+* one classification query — every record past its window that still
+  identifies a patron, grouped by the first blocker that keeps it — serves as
+  the dry-run preview, the post-run verification and verify-only
+  compliance findings, so the three can never disagree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Date,
+    Engine,
+    Integer,
+    Table,
+    and_,
+    case,
+    delete,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.sql import visitors
+
+# Anything dated before this is not a real date (MariaDB zero dates compare
+# lower than every real date): such rows are data errors, never "very old".
+VALID_DATE_FLOOR = datetime(1900, 1, 1)
+
+LEGAL_HOLD = "legal_hold"
+NOT_BLOCKED = "-"
+
+
+@dataclass(frozen=True)
+class Hold:
+    """One active legal hold as the engine needs it: whose records, which, when."""
+
+    patron_id: str
+    categories: frozenset[str] | None = None
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+
+    def covers(self, category: str) -> bool:
+        return self.categories is None or category in self.categories
+
+
+@dataclass
+class Context:
+    """What a run knows before it touches anything; expressions are built from it."""
+
+    as_of: datetime
+    anonymous_patron: int | None = None
+    holds_loader: Callable[[], Sequence[Hold]] = lambda: ()
+    options: dict = field(default_factory=dict)
+    # Where de-identified facts go (the warehouse); None means facts cannot be
+    # recorded, so a category that needs them refuses to change anything.
+    facts_sink: Callable[[list[dict]], int] | None = None
+    pseudonymizer: object | None = None
+
+
+Expr = Callable[[Context], ColumnElement[bool]]
+
+
+@dataclass(frozen=True)
+class Anonymize:
+    """How a category anonymizes: when a row still identifies, and what it writes."""
+
+    identifying: Expr
+    values: Callable[[Context], Mapping[str, object]]
+
+
+@dataclass(frozen=True)
+class Category:
+    """A record category as a connector declares it; see the module docstring."""
+
+    name: str
+    source: str
+    table: Table
+    key: Column
+    clock: ColumnElement
+    patron: ColumnElement | None
+    description: str
+    scope: Expr = lambda ctx: true()
+    blockers: Mapping[str, Expr] = field(default_factory=dict)
+    anonymize: Anonymize | None = None
+    strippable: tuple[str, ...] = ()
+    deletable: bool = True
+    null_clock_is_error: bool = True
+    # Called inside each batch before the change, with the batch's rows to
+    # change as a WHERE clause: the place to record de-identified facts.
+    before_change: Callable[[Connection, ColumnElement[bool], Context], int] | None = None
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        out = []
+        if self.deletable:
+            out.append("delete")
+        if self.anonymize is not None:
+            out.append("anonymize")
+        if self.strippable:
+            out.append("strip")
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A category bound to a window, an action and blockers (from the policy)."""
+
+    category: Category
+    window_text: str
+    cutoff_delta: object  # dateutil.relativedelta
+    action: str
+    blockers: tuple[str, ...]
+    fields: tuple[str, ...] = ()
+
+
+@dataclass
+class CategoryResult:
+    """Counts only: this travels through XCom, logs and the audit table."""
+
+    source: str
+    category: str
+    mode: str
+    action: str
+    window: str
+    cutoff: str
+    matched: int = 0
+    changed: int = 0
+    kept: dict[str, int] = field(default_factory=dict)
+    remaining: int = 0
+    data_errors: int = 0
+    batches: int = 0
+    facts_recorded: int = 0
+    duration_s: float = 0.0
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class SourceSchemaError(RuntimeError):
+    """The source lacks a table or column the policy's rules need."""
+
+
+def _cutoff_param(rule: Rule, ctx: Context) -> datetime | date:
+    cutoff = ctx.as_of - rule.cutoff_delta
+    if isinstance(getattr(rule.category.clock, "type", None), Date):
+        # A DATE clock compared with a midnight datetime behaves differently
+        # on each backend; comparing dates keeps the whole cutoff day.
+        return cutoff.date()
+    return cutoff
+
+
+def _floor_param(rule: Rule) -> datetime | date:
+    if isinstance(getattr(rule.category.clock, "type", None), Date):
+        return VALID_DATE_FLOOR.date()
+    return VALID_DATE_FLOOR
+
+
+def identifying(rule: Rule, ctx: Context) -> ColumnElement[bool]:
+    """Does a row still hold what this rule's action removes?"""
+    cat = rule.category
+    if rule.action == "anonymize":
+        return cat.anonymize.identifying(ctx)
+    if rule.action == "strip":
+        return or_(*(cat.table.c[f].isnot(None) for f in rule.fields))
+    return true()
+
+
+def past_window(rule: Rule, ctx: Context) -> ColumnElement[bool]:
+    clock = rule.category.clock
+    return and_(clock < _cutoff_param(rule, ctx), clock >= _floor_param(rule))
+
+
+def bad_clock(rule: Rule) -> ColumnElement[bool]:
+    clock = rule.category.clock
+    if rule.category.null_clock_is_error:
+        return or_(clock.is_(None), clock < _floor_param(rule))
+    return clock < _floor_param(rule)
+
+
+def hold_expr(rule: Rule, holds: Sequence[Hold]) -> ColumnElement[bool]:
+    """Legal holds as SQL: grouped by date range so a large hold stays one IN list."""
+    cat = rule.category
+    if cat.patron is None:
+        return false()
+    groups: dict[tuple, list[str]] = {}
+    for h in holds:
+        if h.covers(cat.name):
+            groups.setdefault((h.date_from, h.date_to), []).append(h.patron_id)
+    numeric = isinstance(getattr(cat.patron, "type", None), Integer)
+    terms = []
+    for (d_from, d_to), ids in groups.items():
+        if numeric:
+            # Compare as integers so the patron index stays usable.
+            wanted = sorted({int(i) for i in ids if str(i).lstrip("-").isdigit()})
+        else:
+            wanted = sorted({str(i) for i in ids})
+        if not wanted:
+            continue
+        parts = [cat.patron.in_(wanted)]
+        if d_from is not None:
+            parts.append(cat.clock >= d_from)
+        if d_to is not None:
+            parts.append(cat.clock <= d_to)
+        terms.append(and_(*parts))
+    return or_(false(), *terms)
+
+
+def blocker_exprs(rule: Rule, ctx: Context, holds: Sequence[Hold]) -> list[tuple[str, ColumnElement]]:
+    """Blockers in priority order; a record is counted under the first that keeps it."""
+    out = [(LEGAL_HOLD, hold_expr(rule, holds))]
+    for name in rule.blockers:
+        if name == LEGAL_HOLD:
+            continue
+        out.append((name, rule.category.blockers[name](ctx)))
+    return out
+
+
+def candidates(rule: Rule, ctx: Context) -> ColumnElement[bool]:
+    return and_(rule.category.scope(ctx), past_window(rule, ctx), identifying(rule, ctx))
+
+
+def _change_statement(rule: Rule, ctx: Context, where: ColumnElement[bool]):
+    t = rule.category.table
+    if rule.action == "delete":
+        return delete(t).where(where)
+    if rule.action == "strip":
+        return update(t).where(where).values({f: None for f in rule.fields})
+    return update(t).where(where).values(dict(rule.category.anonymize.values(ctx)))
+
+
+def referenced_columns(rule: Rule, ctx: Context) -> dict[str, set[str]]:
+    """Every table.column the rule's statements touch, found by walking them."""
+    holds = [Hold("0")]
+    exprs = [
+        candidates(rule, ctx),
+        bad_clock(rule),
+        *(e for _, e in blocker_exprs(rule, ctx, holds)),
+    ]
+    stmt = _change_statement(rule, ctx, true())
+    found: dict[str, set[str]] = {}
+    for expr in [*exprs, stmt]:
+        for el in visitors.iterate(expr):
+            if isinstance(el, Column) and isinstance(el.table, Table):
+                found.setdefault(el.table.name, set()).add(el.name)
+    if rule.action != "delete":
+        for col in stmt._values or {}:  # noqa: SLF001 - the SET clause's own columns
+            name = col if isinstance(col, str) else getattr(col, "name", str(col))
+            found.setdefault(rule.category.table.name, set()).add(name)
+    return found
+
+
+def check_schema(conn: Connection, rules: Sequence[Rule], ctx: Context) -> None:
+    """Fail before any change when the source lacks a table or column a rule needs."""
+    from sqlalchemy import inspect  # noqa: PLC0415
+
+    insp = inspect(conn)
+    tables = set(insp.get_table_names())
+    missing = []
+    for rule in rules:
+        for table, cols in sorted(referenced_columns(rule, ctx).items()):
+            if table not in tables:
+                missing.append(f"table {table} (needed by {rule.category.name})")
+                continue
+            have = {c["name"] for c in insp.get_columns(table)}
+            for col in sorted(cols - have):
+                missing.append(f"column {table}.{col} (needed by {rule.category.name})")
+    if missing:
+        source = rules[0].category.source if rules else "?"
+        raise SourceSchemaError(
+            f"source {source} is missing " + "; ".join(dict.fromkeys(missing))
+        )
+
+
+def classify(conn: Connection, rule: Rule, ctx: Context) -> tuple[dict[str, int], int]:
+    """Count records past their window that still identify, by the blocker that keeps them.
+
+    Returns ({blocker or NOT_BLOCKED: count}, data_errors). NOT_BLOCKED is what
+    a dry run would change, and what must be zero after a run.
+    """
+    holds = ctx.holds_loader()
+    whens = [(expr, literal(name)) for name, expr in blocker_exprs(rule, ctx, holds)]
+    reason = case(*whens, else_=literal(NOT_BLOCKED)).label("reason")
+    t = rule.category.table
+    rows = conn.execute(
+        select(reason, func.count()).select_from(t).where(candidates(rule, ctx)).group_by(reason)
+    ).all()
+    counts = {str(r): int(n) for r, n in rows}
+    errors = conn.execute(
+        select(func.count())
+        .select_from(t)
+        .where(and_(rule.category.scope(ctx), identifying(rule, ctx), bad_clock(rule)))
+    ).scalar_one()
+    return counts, int(errors)
+
+
+def _next_boundary(conn: Connection, rule: Rule, ctx: Context, lo, batch_size: int):
+    key = rule.category.key
+    q = select(key).where(candidates(rule, ctx))
+    if lo is not None:
+        q = q.where(key > lo)
+    q = q.order_by(key).offset(batch_size - 1).limit(1)
+    return conn.execute(q).scalar()
+
+
+def _fill_result(result: CategoryResult, counts: dict[str, int], errors: int) -> None:
+    result.kept = {k: v for k, v in sorted(counts.items()) if k != NOT_BLOCKED and v}
+    result.remaining = counts.get(NOT_BLOCKED, 0)
+    result.data_errors = errors
+
+
+def new_result(rule: Rule, ctx: Context, mode: str) -> CategoryResult:
+    return CategoryResult(
+        source=rule.category.source,
+        category=rule.category.name,
+        mode=mode,
+        action=rule.action,
+        window=rule.window_text,
+        cutoff=str(_cutoff_param(rule, ctx)),
+    )
+
+
+def inspect_rule(engine: Engine, rule: Rule, ctx: Context, mode: str) -> CategoryResult:
+    """Dry run or verification: classify only, change nothing."""
+    started = time.perf_counter()
+    result = new_result(rule, ctx, mode)
+    with engine.connect() as conn:
+        counts, errors = classify(conn, rule, ctx)
+    _fill_result(result, counts, errors)
+    result.matched = sum(counts.values())
+    result.duration_s = round(time.perf_counter() - started, 3)
+    return result
+
+
+def enforce_rule(
+    engine: Engine,
+    rule: Rule,
+    ctx: Context,
+    *,
+    batch_size: int = 10_000,
+    after_batch: Callable[[int], None] | None = None,
+) -> CategoryResult:
+    """Apply one rule in keyset batches, then verify with the same classification."""
+    started = time.perf_counter()
+    result = new_result(rule, ctx, "enforce")
+    key = rule.category.key
+    lo = None
+    while True:
+        with engine.begin() as conn:
+            hi = _next_boundary(conn, rule, ctx, lo, batch_size)
+            in_range = and_(
+                key > lo if lo is not None else true(),
+                key <= hi if hi is not None else true(),
+            )
+            holds = ctx.holds_loader()
+            blocked = or_(false(), *(e for _, e in blocker_exprs(rule, ctx, holds)))
+            where = and_(in_range, candidates(rule, ctx), not_(blocked))
+            if rule.category.before_change is not None and rule.action != "strip":
+                result.facts_recorded += rule.category.before_change(conn, where, ctx)
+            changed = conn.execute(_change_statement(rule, ctx, where)).rowcount
+            result.changed += max(changed, 0)
+            result.batches += 1
+        if after_batch is not None:
+            after_batch(result.batches)
+        if hi is None:
+            break
+        lo = hi
+    with engine.connect() as conn:
+        counts, errors = classify(conn, rule, ctx)
+    _fill_result(result, counts, errors)
+    result.matched = result.changed + sum(counts.values())
+    result.duration_s = round(time.perf_counter() - started, 3)
+    return result

@@ -1,0 +1,162 @@
+"""The nightly steps for one source: facts, enforcement, verification, audit.
+
+The DAG runs each step as a task and the CLI runs them in sequence; both
+call these functions, so what the scheduler does is exactly what a person
+can run by hand. Steps exchange counts only (they travel through XCom).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, select
+
+from patron_privacy import connections, sources
+from patron_privacy.engine import (
+    CategoryResult,
+    Context,
+    check_schema,
+    enforce_rule,
+    inspect_rule,
+)
+from patron_privacy.facts import Pseudonymizer, write_circulation_facts
+from patron_privacy.policy import Policy, load_policy
+from patron_privacy.warehouse import (
+    create_warehouse,
+    fact_watermarks,
+    holds_loader,
+    write_audit,
+)
+
+log = logging.getLogger("patron_privacy")
+
+
+class VerificationFailed(RuntimeError):
+    """Records past their window still identify a patron and nothing blocks them."""
+
+
+@dataclass
+class Run:
+    """Everything one step needs, resolved once: policy, engines and the run context."""
+
+    source: str
+    policy: Policy
+    source_engine: Engine
+    warehouse: Engine
+    ctx: Context
+
+    @property
+    def rules(self):
+        return self.policy.rules_for(self.source)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.policy.options(self.source).get("batch_size", 10_000))
+
+
+def open_run(source: str, as_of: datetime, policy: Policy | str | None = None) -> Run:
+    pol = policy if isinstance(policy, Policy) else load_policy(policy)
+    conn = sources.connector(source)
+    source_engine = connections.engine_for(conn.conn_id)
+    warehouse = connections.engine_for(connections.WAREHOUSE_DB)
+    create_warehouse(warehouse)
+    pseudo = Pseudonymizer.from_connection(pol.pseudonym_connection)
+
+    def sink(rows: list[dict]) -> int:
+        with warehouse.begin() as wconn:
+            return write_circulation_facts(wconn, rows)
+
+    ctx = Context(
+        as_of=as_of,
+        holds_loader=holds_loader(warehouse, source),
+        options=pol.options(source),
+        facts_sink=sink,
+        pseudonymizer=pseudo,
+    )
+    opts = {**conn.default_options, **pol.options(source)}
+    run = Run(source, pol, source_engine, warehouse, ctx)
+    # Fail before any change: a missing table or column, or no anonymous patron.
+    with source_engine.connect() as c:
+        check_schema(c, run.rules, ctx)
+    conn.prepare(source_engine, opts, ctx)
+    return run
+
+
+def extract_facts(run: Run) -> dict:
+    """Facts for everything returned since the last run's as-of (the watermark)."""
+    connector = sources.connector(run.source)
+    if connector.extract_facts is None:
+        return {"facts_recorded": 0}
+    with run.warehouse.connect() as w:
+        since = w.execute(
+            select(fact_watermarks.c.high_water).where(
+                fact_watermarks.c.source == run.source, fact_watermarks.c.stream == "loans"
+            )
+        ).scalar()
+    written = connector.extract_facts(run.source_engine, run.ctx, since, run.batch_size)
+    with run.warehouse.begin() as w:
+        current = w.execute(
+            select(fact_watermarks.c.high_water).where(
+                fact_watermarks.c.source == run.source, fact_watermarks.c.stream == "loans"
+            )
+        ).scalar()
+        if current is None:
+            w.execute(
+                fact_watermarks.insert().values(
+                    source=run.source, stream="loans", high_water=run.ctx.as_of
+                )
+            )
+        elif current < run.ctx.as_of:
+            w.execute(
+                fact_watermarks.update()
+                .where(fact_watermarks.c.source == run.source, fact_watermarks.c.stream == "loans")
+                .values(high_water=run.ctx.as_of)
+            )
+    log.info("source %s: %d new facts recorded", run.source, written)
+    return {"facts_recorded": written}
+
+
+def enforce(run: Run, *, dry_run: bool) -> list[dict]:
+    """Apply (or preview) every rule of the source; one category's failure stops the rest."""
+    results: list[CategoryResult] = []
+    for rule in run.rules:
+        if dry_run:
+            r = inspect_rule(run.source_engine, rule, run.ctx, "dry_run")
+        else:
+            r = enforce_rule(run.source_engine, rule, run.ctx, batch_size=run.batch_size)
+        log.info(
+            "source %s category %s: %s changed=%d kept=%s remaining=%d data_errors=%d",
+            run.source,
+            r.category,
+            r.mode,
+            r.changed,
+            r.kept,
+            r.remaining,
+            r.data_errors,
+        )
+        results.append(r)
+    return [r.as_dict() for r in results]
+
+
+def verify(run: Run, *, mode: str = "verify") -> list[dict]:
+    """Per category: records past their window that still identify and are not blocked."""
+    results = [inspect_rule(run.source_engine, rule, run.ctx, mode) for rule in run.rules]
+    return [r.as_dict() for r in results]
+
+
+def failed_categories(results: list[dict]) -> list[str]:
+    return [f"{r['source']}.{r['category']} ({r['remaining']})" for r in results if r["remaining"]]
+
+
+def record_audit(run: Run, results: list[dict], run_id: str) -> int:
+    with run.warehouse.begin() as w:
+        return write_audit(
+            w,
+            run_id=run_id,
+            policy_version=run.policy.version,
+            as_of=run.ctx.as_of,
+            results=results,
+            recorded_at=datetime.now(),  # when the row was written, not the run's as-of
+        )

@@ -1,0 +1,1 @@
+"""Koha ILS: its schema (real table and column names), connector and synthetic data."""

@@ -1,0 +1,1082 @@
+"""Koha's own tables, as SQLAlchemy Core, for the parts of Koha that hold patron data.
+
+Why this exists: the retention jobs, the connector and the synthetic library all need to
+agree with a real Koha database down to the column name, type, nullability and default,
+otherwise a query that passes in tests fails (or silently does less) against production.
+Everything here follows ``installer/data/mysql/kohastructure.sql`` (Koha 25.x).
+
+Deliberate differences from Koha, each because this subset must stand alone and also
+create on SQLite:
+
+* Foreign keys to Koha tables that are not modelled here (``biblioitems``, ``bookings``,
+  ``desks``, ``item_groups``, ``hold_groups``, ``letter``, ``sms_providers``,
+  ``message_transport_types``, ``account_*_types``, ``cash_registers``, ``illrequests``)
+  are left out; the columns are kept.
+* SQLite index names are database-wide while MySQL's are per table, so Koha's index name is
+  prefixed with the table name unless it already starts with it. Foreign-key constraint
+  names are Koha's (they are database-wide in MySQL too, so they are already unique).
+* Three indexes Koha does not have are added because the retention clock scans them:
+  ``old_issues.returndate``, ``search_history.time`` and ``message_queue.time_queued``
+  (suffix ``_retention_idx``).
+* Koha's ``timestamp ... ON UPDATE current_timestamp()`` columns are plain
+  ``DEFAULT CURRENT_TIMESTAMP`` on SQLite; on MySQL/MariaDB the ``ON UPDATE`` clause is
+  added after creation so that rewriting a row (anonymising it) moves its timestamp
+  exactly as it would in Koha.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    DDL,
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Engine,
+    Enum,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    event,
+    func,
+    text,
+)
+from sqlalchemy.dialects import mysql
+
+__all__ = [
+    "PERSONAL_COLUMNS",
+    "accountlines",
+    "action_logs",
+    "biblio",
+    "borrower_relationships",
+    "borrowers",
+    "branches",
+    "categories",
+    "create_schema",
+    "deletedborrowers",
+    "drop_schema",
+    "issues",
+    "items",
+    "itemtypes",
+    "message_queue",
+    "metadata",
+    "old_issues",
+    "old_reserves",
+    "reserves",
+    "search_history",
+    "statistics",
+    "systempreferences",
+]
+
+metadata = MetaData()
+
+_MYSQL = ("mysql", "mariadb")
+_TABLE_OPTIONS = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_unicode_ci",
+}
+
+
+# --- column types: MySQL's exact type where it differs, a portable one elsewhere -------------
+
+
+def _longtext() -> Text:
+    return Text().with_variant(mysql.LONGTEXT(), *_MYSQL)
+
+
+def _mediumtext() -> Text:
+    return Text().with_variant(mysql.MEDIUMTEXT(), *_MYSQL)
+
+
+def _tinytext() -> Text:
+    return Text().with_variant(mysql.TINYTEXT(), *_MYSQL)
+
+
+def _tinyint(width: int | None = None) -> SmallInteger:
+    return SmallInteger().with_variant(mysql.TINYINT(display_width=width), *_MYSQL)
+
+
+def _timestamp() -> DateTime:
+    # TIMESTAMP on MariaDB (what Koha uses), DATETIME elsewhere; both naive local time.
+    return DateTime().with_variant(mysql.TIMESTAMP(), *_MYSQL)
+
+
+def _double_16_4() -> Float:
+    return Float(asdecimal=False).with_variant(
+        mysql.DOUBLE(precision=16, scale=4, asdecimal=False), *_MYSQL
+    )
+
+
+def _uint() -> Integer:
+    return Integer().with_variant(mysql.INTEGER(unsigned=True), *_MYSQL)
+
+
+def _zero():
+    return text("0")
+
+
+def _one():
+    return text("1")
+
+
+def _now():
+    return func.current_timestamp()
+
+
+def _touched(name: str = "timestamp") -> Column:
+    """Koha's ``timestamp NOT NULL DEFAULT current_timestamp() ON UPDATE ...`` column."""
+    return Column(name, _timestamp(), nullable=False, server_default=_now())
+
+
+def _table(name: str, *items, on_update: tuple[str, ...] = (), **kw) -> Table:
+    table = Table(name, metadata, *items, **_TABLE_OPTIONS, **kw)
+    for col in on_update:
+        event.listen(
+            table,
+            "after_create",
+            DDL(
+                f"ALTER TABLE `{name}` MODIFY `{col}` TIMESTAMP NOT NULL "
+                "DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP"
+            ).execute_if(dialect=_MYSQL),
+        )
+    return table
+
+
+def _ix(table: str, koha_name: str, *cols: str, **kw) -> Index:
+    name = koha_name if koha_name.startswith(table) else f"{table}_{koha_name}"
+    return Index(name, *cols, **kw)
+
+
+def _fk(name: str, col: str, ref: str, *, ondelete: str | None = None, onupdate=None):
+    return ForeignKeyConstraint([col], [ref], name=name, ondelete=ondelete, onupdate=onupdate)
+
+
+# --- reference tables -------------------------------------------------------------------------
+
+branches = _table(
+    "branches",
+    Column("branchcode", String(10), primary_key=True, server_default=""),
+    Column("branchname", _longtext(), nullable=False),
+    Column("branchaddress1", _longtext()),
+    Column("branchaddress2", _longtext()),
+    Column("branchaddress3", _longtext()),
+    Column("branchzip", String(25)),
+    Column("branchcity", _longtext()),
+    Column("branchstate", _longtext()),
+    Column("branchcountry", _mediumtext()),
+    Column("branchphone", _longtext()),
+    Column("branchfax", _longtext()),
+    Column("branchemail", _longtext()),
+    Column("branchillemail", _longtext()),
+    Column("branchreplyto", _longtext()),
+    Column("branchreturnpath", _longtext()),
+    Column("branchurl", _longtext()),
+    Column("issuing", _tinyint(4)),
+    Column("branchip", String(15)),
+    Column("branchnotes", _longtext()),
+    Column("geolocation", String(255)),
+    Column("marcorgcode", String(16)),
+    Column("pickup_location", _tinyint(1), nullable=False, server_default=_one()),
+    Column("public", _tinyint(1), nullable=False, server_default=_one()),
+    Column("opacuserjs", _longtext()),
+    Column("opacusercss", _longtext()),
+)
+
+categories = _table(
+    "categories",
+    Column("categorycode", String(10), primary_key=True, server_default=""),
+    Column("description", _longtext()),
+    Column("enrolmentperiod", SmallInteger),
+    Column("enrolmentperioddate", Date),
+    Column("password_expiry_days", SmallInteger),
+    Column("upperagelimit", SmallInteger),
+    Column("dateofbirthrequired", _tinyint(1)),
+    Column("enrolmentfee", Numeric(28, 6)),
+    Column("overduenoticerequired", _tinyint(1)),
+    Column("print_notice_charge", Numeric(28, 6), server_default=text("0.00")),
+    Column("hidelostitems", _tinyint(1), nullable=False, server_default=_zero()),
+    Column("category_type", String(1), nullable=False, server_default="A"),
+    Column(
+        "BlockExpiredPatronOpacActions",
+        String(128),
+        nullable=False,
+        server_default="follow_syspref_BlockExpiredPatronOpacActions",
+    ),
+    Column(
+        "default_privacy",
+        Enum("default", "never", "forever", name="categories_default_privacy"),
+        nullable=False,
+        server_default="default",
+    ),
+    Column(
+        "checkprevcheckout",
+        Enum("yes", "no", "inherit", name="categories_checkprevcheckout"),
+        nullable=False,
+        server_default="inherit",
+    ),
+    Column("can_place_ill_in_opac", _tinyint(1), nullable=False, server_default=_one()),
+    Column("can_be_guarantee", _tinyint(1), nullable=False, server_default=_zero()),
+    Column("reset_password", _tinyint(1)),
+    Column("change_password", _tinyint(1)),
+    Column("password_history_count", SmallInteger),
+    Column("min_password_length", SmallInteger),
+    Column("require_strong_password", _tinyint(1)),
+    Column("force_password_reset_when_set_by_staff", _tinyint(1)),
+    Column("exclude_from_local_holds_priority", _tinyint(1)),
+    Column("noissuescharge", Integer),
+    Column("noissueschargeguarantees", Integer),
+    Column("noissueschargeguarantorswithguarantees", Integer),
+    Column("enforce_expiry_notice", _tinyint(1), nullable=False, server_default=_zero()),
+    UniqueConstraint("categorycode", name="categorycode"),
+)
+
+itemtypes = _table(
+    "itemtypes",
+    Column("itemtype", String(10), primary_key=True, server_default=""),
+    Column("parent_type", String(10)),
+    Column("description", _longtext()),
+    Column("rentalcharge", Numeric(28, 6)),
+    Column("rentalcharge_daily", Numeric(28, 6)),
+    Column("rentalcharge_daily_calendar", _tinyint(1), nullable=False, server_default=_one()),
+    Column("rentalcharge_hourly", Numeric(28, 6)),
+    Column("rentalcharge_hourly_calendar", _tinyint(1), nullable=False, server_default=_one()),
+    Column("defaultreplacecost", Numeric(28, 6)),
+    Column("processfee", Numeric(28, 6)),
+    Column("notforloan", _tinyint(1), nullable=False, server_default=_zero()),
+    Column("imageurl", String(200)),
+    Column("summary", _mediumtext()),
+    Column("checkinmsg", String(255)),
+    Column("checkinmsgtype", String(16), nullable=False, server_default="message"),
+    Column("sip_media_type", String(3)),
+    Column("sip_magnetic", _tinyint(1), nullable=False, server_default=_zero()),
+    Column("hideinopac", _tinyint(1), nullable=False, server_default=_zero()),
+    Column("searchcategory", String(80)),
+    Column("automatic_checkin", _tinyint(1), nullable=False, server_default=_zero()),
+    Column("bookable", _tinyint(1), nullable=False, server_default=_zero()),
+    Column(
+        "checkprevcheckout",
+        Enum("yes", "no", "inherit", name="itemtypes_checkprevcheckout"),
+        nullable=False,
+        server_default="inherit",
+    ),
+    UniqueConstraint("itemtype", name="itemtype"),
+    _ix("itemtypes", "itemtypes_ibfk_1", "parent_type"),
+    _fk("itemtypes_ibfk_1", "parent_type", "itemtypes.itemtype"),
+)
+
+systempreferences = _table(
+    "systempreferences",
+    Column("variable", String(50), primary_key=True, server_default=""),
+    Column("value", _mediumtext(), nullable=False),
+    Column("options", _longtext()),
+    Column("explanation", _mediumtext()),
+    Column("type", String(20)),
+)
+
+# --- catalogue --------------------------------------------------------------------------------
+
+biblio = _table(
+    "biblio",
+    Column("biblionumber", Integer, primary_key=True, autoincrement=True),
+    Column("frameworkcode", String(4), nullable=False, server_default=""),
+    Column("author", _longtext()),
+    Column("title", _longtext()),
+    Column("medium", _longtext()),
+    Column("subtitle", _longtext()),
+    Column("part_number", _longtext()),
+    Column("part_name", _longtext()),
+    Column("unititle", _longtext()),
+    Column("notes", _longtext()),
+    Column("serial", _tinyint(1)),
+    Column("seriestitle", _longtext()),
+    Column("copyrightdate", SmallInteger),
+    _touched(),
+    Column("datecreated", Date, nullable=False),
+    Column("abstract", _longtext()),
+    Column("opac_suppressed", _tinyint(1), nullable=False, server_default=_zero()),
+    _ix("biblio", "blbnoidx", "biblionumber"),
+    _ix("biblio", "suppressedidx", "opac_suppressed"),
+    on_update=("timestamp",),
+)
+
+items = _table(
+    "items",
+    Column("itemnumber", Integer, primary_key=True, autoincrement=True),
+    Column("biblionumber", Integer, nullable=False, server_default=_zero()),
+    Column("biblioitemnumber", Integer, nullable=False, server_default=_zero()),
+    Column("barcode", String(20)),
+    Column("bookable", _tinyint(1)),
+    Column("dateaccessioned", Date),
+    Column("booksellerid", _longtext()),
+    Column("homebranch", String(10)),
+    Column("price", Numeric(8, 2)),
+    Column("replacementprice", Numeric(8, 2)),
+    Column("replacementpricedate", Date),
+    Column("datelastborrowed", Date),
+    Column("datelastseen", DateTime),
+    Column("stack", _tinyint(1)),
+    Column("notforloan", _tinyint(1), nullable=False, server_default=_zero()),
+    Column("damaged", _tinyint(1), nullable=False, server_default=_zero()),
+    Column("damaged_on", DateTime),
+    Column("itemlost", _tinyint(1), nullable=False, server_default=_zero()),
+    Column("itemlost_on", DateTime),
+    Column("withdrawn", _tinyint(1), nullable=False, server_default=_zero()),
+    Column("withdrawn_on", DateTime),
+    Column("itemcallnumber", String(255)),
+    Column("coded_location_qualifier", String(10)),
+    Column("issues", SmallInteger, server_default=_zero()),
+    Column("renewals", SmallInteger),
+    Column("localuse", SmallInteger),
+    Column("reserves", SmallInteger),
+    Column("restricted", _tinyint(1)),
+    Column("itemnotes", _longtext()),
+    Column("itemnotes_nonpublic", _longtext()),
+    Column("holdingbranch", String(10)),
+    _touched(),
+    Column("deleted_on", DateTime),
+    Column("location", String(80)),
+    Column("permanent_location", String(80)),
+    Column("onloan", Date),
+    Column("cn_source", String(10)),
+    Column("cn_sort", String(255)),
+    Column("ccode", String(80)),
+    Column("materials", _mediumtext()),
+    Column("uri", _mediumtext()),
+    Column("itype", String(10)),
+    Column("more_subfields_xml", _longtext()),
+    Column("enumchron", _mediumtext()),
+    Column("copynumber", String(32)),
+    Column("stocknumber", String(80)),
+    Column("new_status", String(32)),
+    Column("exclude_from_local_holds_priority", _tinyint(1)),
+    UniqueConstraint("barcode", name="itembarcodeidx"),
+    _ix("items", "itemstocknumberidx", "stocknumber"),
+    _ix("items", "itembinoidx", "biblioitemnumber"),
+    _ix("items", "itembibnoidx", "biblionumber"),
+    _ix("items", "homebranch", "homebranch"),
+    _ix("items", "holdingbranch", "holdingbranch"),
+    _ix("items", "itemcallnumber", "itemcallnumber", mysql_length={"itemcallnumber": 191}),
+    _ix("items", "items_location", "location"),
+    _ix("items", "items_ccode", "ccode"),
+    _ix("items", "itype_idx", "itype"),
+    _ix("items", "timestamp", "timestamp"),
+    _fk("items_ibfk_2", "homebranch", "branches.branchcode", onupdate="CASCADE"),
+    _fk("items_ibfk_3", "holdingbranch", "branches.branchcode", onupdate="CASCADE"),
+    _fk(
+        "items_ibfk_4",
+        "biblionumber",
+        "biblio.biblionumber",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    on_update=("timestamp",),
+)
+
+# --- patrons ----------------------------------------------------------------------------------
+
+
+def _borrower_columns(*, deleted: bool) -> list[Column]:
+    """All 84 ``borrowers`` columns, in Koha's order; ``deletedborrowers`` has no PK."""
+    if deleted:
+        pk = Column("borrowernumber", Integer, nullable=False, server_default=_zero())
+    else:
+        pk = Column("borrowernumber", Integer, primary_key=True, autoincrement=True)
+    return [
+        pk,
+        Column("cardnumber", String(32)),
+        Column("surname", _longtext()),
+        Column("firstname", _mediumtext()),
+        Column("preferred_name", _longtext()),
+        Column("middle_name", _longtext()),
+        Column("title", _longtext()),
+        Column("othernames", _longtext()),
+        Column("initials", _mediumtext()),
+        Column("pronouns", _longtext()),
+        Column("streetnumber", _tinytext()),
+        Column("streettype", _tinytext()),
+        Column("address", _longtext()),
+        Column("address2", _mediumtext()),
+        Column("city", _longtext()),
+        Column("state", _mediumtext()),
+        Column("zipcode", _tinytext()),
+        Column("country", _mediumtext()),
+        Column("email", _longtext()),
+        Column("phone", _mediumtext()),
+        Column("mobile", _tinytext()),
+        Column("fax", _longtext()),
+        Column("emailpro", _mediumtext()),
+        Column("phonepro", _mediumtext()),
+        Column("B_streetnumber", _tinytext()),
+        Column("B_streettype", _tinytext()),
+        Column("B_address", _mediumtext()),
+        Column("B_address2", _mediumtext()),
+        Column("B_city", _longtext()),
+        Column("B_state", _mediumtext()),
+        Column("B_zipcode", _tinytext()),
+        Column("B_country", _mediumtext()),
+        Column("B_email", _mediumtext()),
+        Column("B_phone", _longtext()),
+        Column("dateofbirth", Date),
+        Column("branchcode", String(10), nullable=False, server_default=""),
+        Column("categorycode", String(10), nullable=False, server_default=""),
+        Column("dateenrolled", Date),
+        Column("dateexpiry", Date),
+        Column("password_expiration_date", Date),
+        Column("date_renewed", Date),
+        Column("gonenoaddress", _tinyint(1)),
+        Column("lost", _tinyint(1)),
+        Column("debarred", Date),
+        Column("debarredcomment", String(255)),
+        Column("contactname", _longtext()),
+        Column("contactfirstname", _mediumtext()),
+        Column("contacttitle", _mediumtext()),
+        Column("borrowernotes", _longtext()),
+        Column("relationship", String(100)),
+        Column("sex", String(1)),
+        Column("password", String(60)),
+        Column("secret", _mediumtext()),
+        Column(
+            "auth_method",
+            Enum("password", "two-factor", name="auth_method"),
+            nullable=False,
+            server_default="password",
+        ),
+        Column("flags", BigInteger),
+        Column("userid", String(75)),
+        Column("opacnote", _longtext()),
+        Column("contactnote", String(255)),
+        Column("sort1", String(80)),
+        Column("sort2", String(80)),
+        Column("altcontactfirstname", _mediumtext()),
+        Column("altcontactsurname", _mediumtext()),
+        Column("altcontactaddress1", _mediumtext()),
+        Column("altcontactaddress2", _mediumtext()),
+        Column("altcontactaddress3", _mediumtext()),
+        Column("altcontactstate", _mediumtext()),
+        Column("altcontactzipcode", _mediumtext()),
+        Column("altcontactcountry", _mediumtext()),
+        Column("altcontactphone", _mediumtext()),
+        Column("smsalertnumber", String(50)),
+        Column("sms_provider_id", Integer),
+        Column("privacy", Integer, nullable=False, server_default=_one()),
+        Column("privacy_guarantor_fines", _tinyint(1), nullable=False, server_default=_zero()),
+        Column(
+            "privacy_guarantor_checkouts", _tinyint(1), nullable=False, server_default=_zero()
+        ),
+        Column(
+            "checkprevcheckout",
+            Enum("yes", "no", "inherit", name="borrowers_checkprevcheckout"),
+            nullable=False,
+            server_default="inherit",
+        ),
+        _touched("updated_on"),
+        Column("lastseen", DateTime),
+        Column("lang", String(25), nullable=False, server_default="default"),
+        Column("login_attempts", Integer, nullable=False, server_default=_zero()),
+        Column("overdrive_auth_token", _mediumtext()),
+        Column("anonymized", _tinyint(1), nullable=False, server_default=_zero()),
+        Column("autorenew_checkouts", _tinyint(1), nullable=False, server_default=_one()),
+        Column("primary_contact_method", String(45)),
+        Column("protected", _tinyint(1), nullable=False, server_default=_zero()),
+    ]
+
+
+_NAME_PREFIX = {
+    "surname": 100,
+    "preferred_name": 80,
+    "firstname": 80,
+    "middle_name": 50,
+    "othernames": 50,
+    "streetnumber": 20,
+    "address": 100,
+    "address2": 75,
+    "city": 75,
+    "state": 40,
+    "zipcode": 20,
+    "country": 40,
+}
+
+borrowers = _table(
+    "borrowers",
+    *_borrower_columns(deleted=False),
+    UniqueConstraint("cardnumber", name="cardnumber"),
+    UniqueConstraint("userid", name="userid"),
+    _ix("borrowers", "categorycode", "categorycode"),
+    _ix("borrowers", "branchcode", "branchcode"),
+    _ix("borrowers", "surname_idx", "surname", mysql_length={"surname": 191}),
+    _ix("borrowers", "firstname_idx", "firstname", mysql_length={"firstname": 191}),
+    _ix("borrowers", "othernames_idx", "othernames", mysql_length={"othernames": 191}),
+    _ix("borrowers", "sms_provider_id", "sms_provider_id"),
+    _ix("borrowers", "cardnumber_idx", "cardnumber"),
+    _ix("borrowers", "userid_idx", "userid"),
+    _ix("borrowers", "middle_name_idx", "middle_name", mysql_length={"middle_name": 768}),
+    _ix(
+        "borrowers",
+        "preferred_name_idx",
+        "preferred_name",
+        mysql_length={"preferred_name": 768},
+    ),
+    _ix("borrowers", "idx_borrowers_sort_order", *_NAME_PREFIX, mysql_length=_NAME_PREFIX),
+    _fk("borrowers_ibfk_1", "categorycode", "categories.categorycode"),
+    _fk("borrowers_ibfk_2", "branchcode", "branches.branchcode"),
+    on_update=("updated_on",),
+)
+
+deletedborrowers = _table(
+    "deletedborrowers",
+    *_borrower_columns(deleted=True),
+    _ix("deletedborrowers", "borrowernumber", "borrowernumber"),
+    _ix("deletedborrowers", "cardnumber", "cardnumber"),
+    _ix("deletedborrowers", "sms_provider_id", "sms_provider_id"),
+    on_update=("updated_on",),
+)
+
+borrower_relationships = _table(
+    "borrower_relationships",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("guarantor_id", Integer, nullable=False),
+    Column("guarantee_id", Integer, nullable=False),
+    Column("relationship", String(100), nullable=False),
+    UniqueConstraint("guarantor_id", "guarantee_id", name="guarantor_guarantee_idx"),
+    _ix("borrower_relationships", "r_guarantee", "guarantee_id"),
+    _fk(
+        "r_guarantee",
+        "guarantee_id",
+        "borrowers.borrowernumber",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    _fk(
+        "r_guarantor",
+        "guarantor_id",
+        "borrowers.borrowernumber",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+)
+
+# --- circulation ------------------------------------------------------------------------------
+
+
+def _checkout_columns(*, old: bool) -> list[Column]:
+    if old:
+        first = [
+            Column("issue_id", Integer, primary_key=True, autoincrement=False),
+            Column("borrowernumber", Integer),
+            Column("issuer_id", Integer),
+            Column("itemnumber", Integer),
+        ]
+    else:
+        first = [
+            Column("issue_id", Integer, primary_key=True, autoincrement=True),
+            Column("borrowernumber", Integer, nullable=False),
+            Column("issuer_id", Integer),
+            Column("itemnumber", Integer, nullable=False),
+        ]
+    return [
+        *first,
+        Column("booking_id", Integer),
+        Column("date_due", DateTime),
+        Column("branchcode", String(10)),
+        Column("returndate", DateTime),
+        Column("checkin_library", String(10)),
+        Column("lastreneweddate", DateTime),
+        Column("renewals_count", _tinyint(4), nullable=False, server_default=_zero()),
+        Column("unseen_renewals", _tinyint(4), nullable=False, server_default=_zero()),
+        Column("auto_renew", _tinyint(1), server_default=_zero()),
+        Column("auto_renew_error", String(32)),
+        _touched(),
+        Column("issuedate", DateTime),
+        Column("onsite_checkout", _tinyint(1), nullable=False, server_default=_zero()),
+        Column("note", _longtext()),
+        Column("notedate", DateTime),
+        Column("noteseen", _tinyint(1)),
+    ]
+
+
+issues = _table(
+    "issues",
+    *_checkout_columns(old=False),
+    UniqueConstraint("itemnumber", name="itemnumber"),
+    _ix("issues", "issuesborridx", "borrowernumber"),
+    _ix("issues", "itemnumber_idx", "itemnumber"),
+    _ix("issues", "branchcode_idx", "branchcode"),
+    _ix("issues", "bordate", "borrowernumber", "timestamp"),
+    _ix("issues", "issues_ibfk_borrowers_borrowernumber", "issuer_id"),
+    _ix("issues", "issues_booking_id_fk", "booking_id"),
+    _fk("issues_ibfk_1", "borrowernumber", "borrowers.borrowernumber", onupdate="CASCADE"),
+    _fk("issues_ibfk_2", "itemnumber", "items.itemnumber", onupdate="CASCADE"),
+    _fk(
+        "issues_ibfk_borrowers_borrowernumber",
+        "issuer_id",
+        "borrowers.borrowernumber",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
+    on_update=("timestamp",),
+)
+
+old_issues = _table(
+    "old_issues",
+    *_checkout_columns(old=True),
+    _ix("old_issues", "old_issuesborridx", "borrowernumber"),
+    _ix("old_issues", "old_issuesitemidx", "itemnumber"),
+    _ix("old_issues", "branchcode_idx", "branchcode"),
+    _ix("old_issues", "old_bordate", "borrowernumber", "timestamp"),
+    _ix("old_issues", "old_issues_ibfk_borrowers_borrowernumber", "issuer_id"),
+    _ix("old_issues", "old_issues_booking_id_fk", "booking_id"),
+    _ix("old_issues", "old_issues_returndate_retention_idx", "returndate"),
+    _fk(
+        "old_issues_ibfk_1",
+        "borrowernumber",
+        "borrowers.borrowernumber",
+        ondelete="SET NULL",
+        onupdate="SET NULL",
+    ),
+    _fk(
+        "old_issues_ibfk_2",
+        "itemnumber",
+        "items.itemnumber",
+        ondelete="SET NULL",
+        onupdate="SET NULL",
+    ),
+    _fk(
+        "old_issues_ibfk_borrowers_borrowernumber",
+        "issuer_id",
+        "borrowers.borrowernumber",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
+    on_update=("timestamp",),
+)
+
+
+def _hold_columns(*, old: bool) -> list[Column]:
+    if old:
+        first = [
+            Column("reserve_id", Integer, primary_key=True, autoincrement=False),
+            Column("borrowernumber", Integer),
+            Column("reservedate", Date),
+            Column("biblionumber", Integer),
+        ]
+    else:
+        first = [
+            Column("reserve_id", Integer, primary_key=True, autoincrement=True),
+            Column("borrowernumber", Integer, nullable=False, server_default=_zero()),
+            Column("reservedate", Date),
+            Column("biblionumber", Integer, nullable=False, server_default=_zero()),
+        ]
+    return [
+        *first,
+        Column("deleted_biblionumber", Integer),
+        Column("item_group_id", Integer),
+        Column("branchcode", String(10), nullable=old),
+        Column("desk_id", Integer),
+        Column("notificationdate", Date),
+        Column("reminderdate", Date),
+        Column("cancellationdate", Date),
+        Column("cancellation_reason", String(80)),
+        Column("reservenotes", _longtext()),
+        Column("priority", SmallInteger, nullable=False, server_default=_one()),
+        Column("found", String(1)),
+        _touched(),
+        Column("itemnumber", Integer),
+        Column("waitingdate", Date),
+        Column("expirationdate", Date),
+        Column("patron_expiration_date", Date),
+        Column("lowestPriority", _tinyint(1), nullable=False, server_default=_zero()),
+        Column("suspend", _tinyint(1), nullable=False, server_default=_zero()),
+        Column("suspend_until", DateTime),
+        Column("itemtype", String(10)),
+        Column("item_level_hold", _tinyint(1), nullable=False, server_default=_zero()),
+        Column("non_priority", _tinyint(1), nullable=False, server_default=_zero()),
+        Column("hold_group_id", _uint()),
+    ]
+
+
+reserves = _table(
+    "reserves",
+    *_hold_columns(old=False),
+    _ix("reserves", "priorityfoundidx", "priority", "found"),
+    _ix("reserves", "borrowernumber", "borrowernumber"),
+    _ix("reserves", "biblionumber", "biblionumber"),
+    _ix("reserves", "itemnumber", "itemnumber"),
+    _ix("reserves", "branchcode", "branchcode"),
+    _ix("reserves", "desk_id", "desk_id"),
+    _ix("reserves", "itemtype", "itemtype"),
+    _ix("reserves", "reserves_ibfk_ig", "item_group_id"),
+    _ix("reserves", "reserves_ibfk_hg", "hold_group_id"),
+    _fk(
+        "reserves_ibfk_1",
+        "borrowernumber",
+        "borrowers.borrowernumber",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    _fk(
+        "reserves_ibfk_2",
+        "biblionumber",
+        "biblio.biblionumber",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    _fk(
+        "reserves_ibfk_3",
+        "itemnumber",
+        "items.itemnumber",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    _fk(
+        "reserves_ibfk_4",
+        "branchcode",
+        "branches.branchcode",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    _fk(
+        "reserves_ibfk_5",
+        "itemtype",
+        "itemtypes.itemtype",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    on_update=("timestamp",),
+)
+
+old_reserves = _table(
+    "old_reserves",
+    *_hold_columns(old=True),
+    _ix("old_reserves", "old_reserves_borrowernumber", "borrowernumber"),
+    _ix("old_reserves", "old_reserves_biblionumber", "biblionumber"),
+    _ix("old_reserves", "old_reserves_itemnumber", "itemnumber"),
+    _ix("old_reserves", "old_reserves_branchcode", "branchcode"),
+    _ix("old_reserves", "old_reserves_itemtype", "itemtype"),
+    _ix("old_reserves", "old_reserves_ibfk_ig", "item_group_id"),
+    _ix("old_reserves", "old_reserves_ibfk_hg", "hold_group_id"),
+    _fk(
+        "old_reserves_ibfk_1",
+        "borrowernumber",
+        "borrowers.borrowernumber",
+        ondelete="SET NULL",
+        onupdate="SET NULL",
+    ),
+    _fk(
+        "old_reserves_ibfk_2",
+        "biblionumber",
+        "biblio.biblionumber",
+        ondelete="SET NULL",
+        onupdate="SET NULL",
+    ),
+    _fk(
+        "old_reserves_ibfk_3",
+        "itemnumber",
+        "items.itemnumber",
+        ondelete="SET NULL",
+        onupdate="SET NULL",
+    ),
+    _fk(
+        "old_reserves_ibfk_4",
+        "itemtype",
+        "itemtypes.itemtype",
+        ondelete="SET NULL",
+        onupdate="SET NULL",
+    ),
+    _fk(
+        "old_reserves_ibfk_branchcode",
+        "branchcode",
+        "branches.branchcode",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
+    on_update=("timestamp",),
+)
+
+accountlines = _table(
+    "accountlines",
+    Column("accountlines_id", Integer, primary_key=True, autoincrement=True),
+    Column("issue_id", Integer),
+    Column("old_issue_id", Integer),
+    Column("reserve_id", Integer),
+    Column("old_reserve_id", Integer),
+    Column("borrowernumber", Integer),
+    Column("itemnumber", Integer),
+    Column("date", _timestamp()),
+    Column("amount", Numeric(28, 6)),
+    Column("description", _longtext()),
+    Column("credit_type_code", String(80)),
+    Column("debit_type_code", String(80)),
+    Column("credit_number", String(20)),
+    Column("status", String(16)),
+    Column("payment_type", String(80)),
+    Column("amountoutstanding", Numeric(28, 6)),
+    _touched(),
+    Column("note", _mediumtext()),
+    Column("manager_id", Integer),
+    Column("register_id", Integer),
+    Column("interface", String(16), nullable=False),
+    Column("branchcode", String(10)),
+    _ix("accountlines", "acctsborridx", "borrowernumber"),
+    _ix("accountlines", "timeidx", "timestamp"),
+    _ix("accountlines", "credit_type_code", "credit_type_code"),
+    _ix("accountlines", "debit_type_code", "debit_type_code"),
+    _ix("accountlines", "itemnumber", "itemnumber"),
+    _ix("accountlines", "branchcode", "branchcode"),
+    _ix("accountlines", "manager_id", "manager_id"),
+    _ix("accountlines", "accountlines_ibfk_registers", "register_id"),
+    _ix("accountlines", "accountlines_ibfk_old_issues", "old_issue_id"),
+    _ix("accountlines", "accountlines_ibfk_issues", "issue_id"),
+    _ix("accountlines", "accountlines_ibfk_reserves", "reserve_id"),
+    _ix("accountlines", "accountlines_ibfk_old_reserves", "old_reserve_id"),
+    _fk(
+        "accountlines_ibfk_borrowers",
+        "borrowernumber",
+        "borrowers.borrowernumber",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
+    _fk(
+        "accountlines_ibfk_borrowers_2",
+        "manager_id",
+        "borrowers.borrowernumber",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
+    _fk(
+        "accountlines_ibfk_branches",
+        "branchcode",
+        "branches.branchcode",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
+    _fk(
+        "accountlines_ibfk_issues",
+        "issue_id",
+        "issues.issue_id",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
+    _fk(
+        "accountlines_ibfk_items",
+        "itemnumber",
+        "items.itemnumber",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
+    _fk(
+        "accountlines_ibfk_old_issues",
+        "old_issue_id",
+        "old_issues.issue_id",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
+    _fk(
+        "accountlines_ibfk_reserves",
+        "reserve_id",
+        "reserves.reserve_id",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
+    _fk(
+        "accountlines_ibfk_old_reserves",
+        "old_reserve_id",
+        "old_reserves.reserve_id",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
+    on_update=("timestamp",),
+)
+
+# Koha's statistics table has no primary key: rows are an append-only transaction log.
+statistics = _table(
+    "statistics",
+    Column("datetime", DateTime),
+    Column("branch", String(10)),
+    Column("value", _double_16_4()),
+    Column("type", String(16)),
+    Column("other", _longtext()),
+    Column("illrequest_id", Integer),
+    Column("itemnumber", Integer),
+    Column("itemtype", String(10)),
+    Column("location", String(80)),
+    Column("borrowernumber", Integer),
+    Column("ccode", String(80)),
+    Column("categorycode", String(10)),
+    Column("interface", String(30)),
+    _ix("statistics", "timeidx", "datetime"),
+    _ix("statistics", "branch_idx", "branch"),
+    _ix("statistics", "type_idx", "type"),
+    _ix("statistics", "itemnumber_idx", "itemnumber"),
+    _ix("statistics", "itemtype_idx", "itemtype"),
+    _ix("statistics", "borrowernumber_idx", "borrowernumber"),
+    _ix("statistics", "ccode_idx", "ccode"),
+    _ix("statistics", "illrequest_idx", "illrequest_id"),
+)
+
+# --- patron traces outside circulation --------------------------------------------------------
+
+search_history = _table(
+    "search_history",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("userid", Integer, nullable=False),
+    Column("sessionid", String(32), nullable=False),
+    Column("query_desc", String(255), nullable=False),
+    Column("query_cgi", _mediumtext(), nullable=False),
+    Column("type", String(16), nullable=False, server_default="biblio"),
+    Column("total", Integer, nullable=False),
+    Column("time", _timestamp(), nullable=False, server_default=_now()),
+    _ix("search_history", "userid", "userid"),
+    _ix("search_history", "sessionid", "sessionid"),
+    _ix("search_history", "search_history_time_retention_idx", "time"),
+    comment="Opac search history results",
+)
+
+action_logs = _table(
+    "action_logs",
+    Column("action_id", Integer, primary_key=True, autoincrement=True),
+    Column("timestamp", _timestamp(), nullable=False, server_default=_now()),
+    Column("user", Integer, nullable=False, server_default=_zero()),
+    Column("module", _mediumtext()),
+    Column("action", _mediumtext()),
+    Column("object", Integer),
+    Column("info", _mediumtext()),
+    Column("interface", String(30)),
+    Column("script", String(255)),
+    Column("trace", Text),
+    Column("diff", _longtext()),
+    _ix("action_logs", "timestamp_idx", "timestamp"),
+    _ix("action_logs", "user_idx", "user"),
+    _ix("action_logs", "module_idx", "module", mysql_length={"module": 191}),
+    _ix("action_logs", "action_idx", "action", mysql_length={"action": 191}),
+    _ix("action_logs", "object_idx", "object"),
+    _ix("action_logs", "info_idx", "info", mysql_length={"info": 191}),
+    _ix("action_logs", "interface", "interface"),
+)
+
+message_queue = _table(
+    "message_queue",
+    Column("message_id", Integer, primary_key=True, autoincrement=True),
+    Column("letter_id", Integer),
+    Column("borrowernumber", Integer),
+    Column("subject", _mediumtext()),
+    Column("content", _mediumtext()),
+    Column("metadata", _mediumtext()),
+    Column("letter_code", String(64)),
+    Column("message_transport_type", String(20), nullable=False),
+    Column(
+        "status",
+        Enum("sent", "pending", "failed", "deleted", name="message_queue_status"),
+        nullable=False,
+        server_default="pending",
+    ),
+    Column("time_queued", _timestamp()),
+    _touched("updated_on"),
+    Column("to_address", _longtext()),
+    Column("cc_address", _longtext()),
+    Column("from_address", _longtext()),
+    Column("reply_address", _longtext()),
+    Column("content_type", _mediumtext()),
+    Column("failure_code", _mediumtext()),
+    _ix("message_queue", "borrowernumber", "borrowernumber"),
+    _ix("message_queue", "message_transport_type", "message_transport_type"),
+    _ix("message_queue", "letter_fk", "letter_id"),
+    _ix("message_queue", "message_queue_time_queued_retention_idx", "time_queued"),
+    _fk(
+        "messageq_ibfk_1",
+        "borrowernumber",
+        "borrowers.borrowernumber",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    on_update=("updated_on",),
+)
+
+# Columns of ``borrowers`` (and ``deletedborrowers``) that identify or describe a person, or
+# hold free text staff or patrons typed about one. Anonymising a patron blanks these;
+# everything else (category, branch, dates of enrolment and expiry, flags, privacy
+# settings) is what aggregate statistics are allowed to keep.
+PERSONAL_COLUMNS: tuple[str, ...] = (
+    # identifiers and credentials
+    "cardnumber",
+    "userid",
+    "password",
+    "secret",
+    "overdrive_auth_token",
+    # names
+    "surname",
+    "firstname",
+    "preferred_name",
+    "middle_name",
+    "title",
+    "othernames",
+    "initials",
+    "pronouns",
+    "sex",
+    "dateofbirth",
+    # primary address and contact
+    "streetnumber",
+    "streettype",
+    "address",
+    "address2",
+    "city",
+    "state",
+    "zipcode",
+    "country",
+    "email",
+    "phone",
+    "mobile",
+    "fax",
+    "emailpro",
+    "phonepro",
+    "smsalertnumber",
+    # alternate address
+    "B_streetnumber",
+    "B_streettype",
+    "B_address",
+    "B_address2",
+    "B_city",
+    "B_state",
+    "B_zipcode",
+    "B_country",
+    "B_email",
+    "B_phone",
+    # guarantor / alternate contact
+    "contactname",
+    "contactfirstname",
+    "contacttitle",
+    "relationship",
+    "altcontactfirstname",
+    "altcontactsurname",
+    "altcontactaddress1",
+    "altcontactaddress2",
+    "altcontactaddress3",
+    "altcontactstate",
+    "altcontactzipcode",
+    "altcontactcountry",
+    "altcontactphone",
+    # free text and library-defined fields
+    "borrowernotes",
+    "opacnote",
+    "contactnote",
+    "debarredcomment",
+    "sort1",
+    "sort2",
+)
+
+def create_schema(engine: Engine) -> None:
+    """Create every table that is missing; existing tables are left untouched."""
+    metadata.create_all(engine, checkfirst=True)
+
+
+def drop_schema(engine: Engine) -> None:
+    """Drop every table of this module that exists, children before parents."""
+    metadata.drop_all(engine, checkfirst=True)
