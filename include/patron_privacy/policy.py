@@ -142,10 +142,12 @@ def _check_rule(i: int, raw, problems: list[str]) -> RuleSpec | None:
                     f"{where}.blockers[{j}]: unknown blocker {b!r} for {name} "
                     f"(possible: {', '.join([LEGAL_HOLD, *sorted(cat.blockers)])})"
                 )
+    texts_ok = True
     for text_field in ("basis", "why"):
         if not isinstance(raw.get(text_field), str) or not raw.get(text_field).strip():
             problems.append(f"{where}.{text_field}: required, the reason written out")
-    if cat is None or window is None or action not in ACTIONS:
+            texts_ok = False
+    if cat is None or window is None or action not in ACTIONS or not texts_ok:
         return None
     # A legal hold always binds, whatever the file says: it is listed first.
     ordered = (LEGAL_HOLD, *(b for b in blockers if b != LEGAL_HOLD))
