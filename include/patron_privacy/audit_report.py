@@ -33,7 +33,11 @@ def summary(run_id: str | None = None) -> tuple[str, bool]:
         "",
         f"{'category':34} {'done':>10} {'':12} {'kept':>8}  why kept",
     ]
-    checks = [r for r in rows if r["mode"] in ("verify", "verify_only")]
+    # The engine's own post-run classification is the verification of an
+    # enforce run; a separate verify step, when present, is the later word.
+    checks = [r for r in rows if r["mode"] == "verify"] or [
+        r for r in rows if r["mode"] == "enforce"
+    ]
     for r in rows:
         if r["mode"] not in ("enforce", "dry_run"):
             continue
@@ -44,10 +48,9 @@ def summary(run_id: str | None = None) -> tuple[str, bool]:
         why = ", ".join(f"{k} {v}" for k, v in kept.items()) or "-"
         if r["data_errors"]:
             why += f"; {r['data_errors']} with a missing or impossible date (data error)"
-        lines.append(
-            f"{r['source'] + '.' + r['category']:34} {r['changed'] if r['mode'] == 'enforce' else r['remaining']:>10} "
-            f"{verb:12} {sum(kept.values()):>8}  {why}"
-        )
+        done = r["changed"] if r["mode"] == "enforce" else r["remaining"]
+        name = f"{r['source']}.{r['category']}"
+        lines.append(f"{name:34} {done:>10} {verb:12} {sum(kept.values()):>8}  {why}")
     ok = True
     if checks:
         bad = [f"{r['source']}.{r['category']} ({r['remaining']})" for r in checks if r["remaining"]]

@@ -3,7 +3,8 @@
 Why this exists: the retention jobs, the connector and the synthetic library all need to
 agree with a real Koha database down to the column name, type, nullability and default,
 otherwise a query that passes in tests fails (or silently does less) against production.
-Everything here follows ``installer/data/mysql/kohastructure.sql`` (Koha 25.x).
+Everything here follows ``installer/data/mysql/kohastructure.sql`` (Koha's main branch,
+as published in the ``openfifth/koha`` mirror).
 
 Deliberate differences from Koha, each because this subset must stand alone and also
 create on SQLite:
@@ -469,9 +470,7 @@ def _borrower_columns(*, deleted: bool) -> list[Column]:
         Column("sms_provider_id", Integer),
         Column("privacy", Integer, nullable=False, server_default=_one()),
         Column("privacy_guarantor_fines", _tinyint(1), nullable=False, server_default=_zero()),
-        Column(
-            "privacy_guarantor_checkouts", _tinyint(1), nullable=False, server_default=_zero()
-        ),
+        Column("privacy_guarantor_checkouts", _tinyint(1), nullable=False, server_default=_zero()),
         Column(
             "checkprevcheckout",
             Enum("yes", "no", "inherit", name="borrowers_checkprevcheckout"),
@@ -1071,6 +1070,7 @@ PERSONAL_COLUMNS: tuple[str, ...] = (
     "sort1",
     "sort2",
 )
+
 
 def create_schema(engine: Engine) -> None:
     """Create every table that is missing; existing tables are left untouched."""

@@ -14,9 +14,10 @@ midnight at its start, every DATE column holding an event is before it):
   anonymous patron whose borrowernumber is the ``AnonymousPatron`` system preference.
 * Patrons: ~70% active (cards renewed every enrolment period), ~17% whose card lapsed in the
   last three years and ~15% whose card lapsed more than three years ago (those were enrolled
-  before the generated period, as real legacy patrons are). A few of the long-lapsed ones
-  were deleted: their row is in ``deletedborrowers`` and their history points at NULL,
-  except ``statistics`` and ``search_history``, which Koha leaves identifying.
+  before the generated period, as real legacy patrons are). A few whose card lapsed more
+  than ~13 months ago were deleted: their row is in ``deletedborrowers``, their loans, holds
+  and fines point at NULL (Koha's ON DELETE SET NULL), their notices are gone (CASCADE), but
+  ``statistics`` and ``search_history`` (no foreign key) still carry their borrowernumber.
 * Circulation only while a card is valid, in visits of several items, seasonal (children
   borrow most in summer, everyone less in December, closed on four holidays), with item
   availability respected so one copy is never out twice. 21-day loans, up to two renewals,
@@ -83,10 +84,13 @@ ITEMTYPE_CODES: tuple[str, ...] = (BK, DVD, MAG, AUD, EBK)
 _ITEMTYPE_NAMES = {BK: "Books", DVD: "DVDs", MAG: "Magazines", AUD: "Audiobooks", EBK: "eBooks"}
 
 LOAN_DAYS = 21
-_FINE_PER_DAY = {BK: Decimal("0.25"), DVD: Decimal("1.00"), MAG: Decimal("0.10"),
-                 AUD: Decimal("0.25")}
-_FINE_CAP = {BK: Decimal("5.00"), DVD: Decimal("10.00"), MAG: Decimal("2.00"),
-             AUD: Decimal("5.00")}
+_FINE_PER_DAY = {
+    BK: Decimal("0.25"),
+    DVD: Decimal("1.00"),
+    MAG: Decimal("0.10"),
+    AUD: Decimal("0.25"),
+}
+_FINE_CAP = {BK: Decimal("5.00"), DVD: Decimal("10.00"), MAG: Decimal("2.00"), AUD: Decimal("5.00")}
 
 # Dates that Koha stores ahead of time; everything else is an event and is <= as_of.
 SCHEDULED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -109,14 +113,73 @@ _SEASON = {  # month -> weight, per borrowing category
 
 # Catalogue vocabulary. Fictional titles; the non-fiction list deliberately includes topics
 # whose borrowing or searching reveals health, legal, family or immigration circumstances.
-_ADJ = ("Silent", "Hidden", "Last", "Broken", "Golden", "Winter", "Midnight", "Lost",
-        "Burning", "Quiet", "Distant", "Secret", "Crimson", "Forgotten", "Wild", "Glass",
-        "Paper", "Salt", "Iron", "Summer", "Northern", "Hollow", "Bright", "Restless")
-_NOUN = ("River", "Garden", "House", "Orchard", "Harbor", "Letters", "Witness", "Daughter",
-         "Crossing", "Promise", "Island", "Station", "Season", "Kingdom", "Shadows",
-         "Lighthouse", "Sisters", "Bridge", "Storm", "Road", "Inheritance", "Tide", "Ledger")
-_ANIMALS = ("Bear", "Fox", "Owl", "Rabbit", "Dragon", "Penguin", "Turtle", "Giraffe", "Mouse",
-            "Dinosaur", "Kitten", "Puppy", "Whale", "Llama")
+_ADJ = (
+    "Silent",
+    "Hidden",
+    "Last",
+    "Broken",
+    "Golden",
+    "Winter",
+    "Midnight",
+    "Lost",
+    "Burning",
+    "Quiet",
+    "Distant",
+    "Secret",
+    "Crimson",
+    "Forgotten",
+    "Wild",
+    "Glass",
+    "Paper",
+    "Salt",
+    "Iron",
+    "Summer",
+    "Northern",
+    "Hollow",
+    "Bright",
+    "Restless",
+)
+_NOUN = (
+    "River",
+    "Garden",
+    "House",
+    "Orchard",
+    "Harbor",
+    "Letters",
+    "Witness",
+    "Daughter",
+    "Crossing",
+    "Promise",
+    "Island",
+    "Station",
+    "Season",
+    "Kingdom",
+    "Shadows",
+    "Lighthouse",
+    "Sisters",
+    "Bridge",
+    "Storm",
+    "Road",
+    "Inheritance",
+    "Tide",
+    "Ledger",
+)
+_ANIMALS = (
+    "Bear",
+    "Fox",
+    "Owl",
+    "Rabbit",
+    "Dragon",
+    "Penguin",
+    "Turtle",
+    "Giraffe",
+    "Mouse",
+    "Dinosaur",
+    "Kitten",
+    "Puppy",
+    "Whale",
+    "Llama",
+)
 _KID_NAMES = ("Max", "Lily", "Pip", "Rosie", "Milo", "Zara", "Otis", "Ruby", "Finn", "Hazel")
 _TOPICS = (
     # (title, subject heading, Dewey class)
@@ -159,16 +222,49 @@ _TOPICS = (
     ("The Story of Jazz", "Jazz", "781.65"),
     ("Retire with Confidence", "Retirement--Planning", "332.024"),
 )
-_SUBTITLES = ("", "", ": A Practical Guide", ": What You Need to Know", ": Expert Advice",
-              " (2nd edition)", ": Real Stories")
-_MAGAZINES = ("Home & Garden Monthly", "Consumer Review", "Outdoor Life Today", "Parenting Now",
-              "Health Matters", "Tech Trends", "Easy Weeknight Cooking", "Woodworking Journal",
-              "The Weekly Review", "Travel & Leisure Guide")
-_SEARCH_EXTRA = ("harry potter", "cookbooks", "knitting", "tax forms", "divorce lawyer",
-                 "depression", "pregnancy", "bankruptcy", "immigration", "ged practice test",
-                 "dinosaurs", "true crime", "large print mysteries", "resume writing",
-                 "suicide prevention", "sexually transmitted diseases", "rehab centers",
-                 "custody rights", "ancestry", "learn english")
+_SUBTITLES = (
+    "",
+    "",
+    ": A Practical Guide",
+    ": What You Need to Know",
+    ": Expert Advice",
+    " (2nd edition)",
+    ": Real Stories",
+)
+_MAGAZINES = (
+    "Home & Garden Monthly",
+    "Consumer Review",
+    "Outdoor Life Today",
+    "Parenting Now",
+    "Health Matters",
+    "Tech Trends",
+    "Easy Weeknight Cooking",
+    "Woodworking Journal",
+    "The Weekly Review",
+    "Travel & Leisure Guide",
+)
+_SEARCH_EXTRA = (
+    "harry potter",
+    "cookbooks",
+    "knitting",
+    "tax forms",
+    "divorce lawyer",
+    "depression",
+    "pregnancy",
+    "bankruptcy",
+    "immigration",
+    "ged practice test",
+    "dinosaurs",
+    "true crime",
+    "large print mysteries",
+    "resume writing",
+    "suicide prevention",
+    "sexually transmitted diseases",
+    "rehab centers",
+    "custody rights",
+    "ancestry",
+    "learn english",
+)
 
 _CHECKOUT_NOTES = (
     "Pages {n} and {m} are torn, it was like that when I got it.",
@@ -229,6 +325,12 @@ def _desk_time(rng: random.Random, day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(first)) + dt.timedelta(
         seconds=rng.randrange((last - first) * 3600)
     )
+
+
+def _dodge_dst(when: dt.datetime) -> dt.datetime:
+    """Move 02:xx to 03:xx: that hour does not exist once a year in local time, and MariaDB
+    TIMESTAMP columns would silently shift it, breaking determinism across servers."""
+    return when + dt.timedelta(hours=1) if when.hour == 2 else when
 
 
 def _online_time(rng: random.Random, day: dt.date) -> dt.datetime:
@@ -434,8 +536,17 @@ class _Library:
         # One stream per phase, so changing one phase does not reshuffle the others.
         self.rng = {
             phase: random.Random(master.getrandbits(64))
-            for phase in ("place", "catalog", "patrons", "circ", "holds", "search", "notices",
-                          "logs", "delete")
+            for phase in (
+                "place",
+                "catalog",
+                "patrons",
+                "circ",
+                "holds",
+                "search",
+                "notices",
+                "logs",
+                "delete",
+            )
         }
         self.fake = Faker("en_US")
         self.fake.seed_instance(seed)
@@ -472,9 +583,11 @@ class _Library:
 
     def make_catalog(self) -> None:
         rng, fake = self.rng["catalog"], self.fake
-        n_biblio = max(300, round(self.n_patrons * 1.6))
-        kinds = _Picker(["FIC", "NFIC", "JUV", "YA", "DVD", "AUD", "MAG", "EBK"],
-                        [0.29, 0.20, 0.18, 0.07, 0.10, 0.06, 0.04, 0.06])
+        n_biblio = max(300, round(self.n_patrons * 2.0))
+        kinds = _Picker(
+            ["FIC", "NFIC", "JUV", "YA", "DVD", "AUD", "MAG", "EBK"],
+            [0.29, 0.20, 0.18, 0.07, 0.10, 0.06, 0.04, 0.06],
+        )
         oldest = _years_before(self.start, 15)
         for bn in range(1, n_biblio + 1):
             kind = kinds(rng)
@@ -483,12 +596,14 @@ class _Library:
             subtitle = None
             author: str | None = fake.name()
             if kind in ("FIC", "AUD", "DVD"):
-                title = rng.choice((
-                    f"The {rng.choice(_ADJ)} {rng.choice(_NOUN)}",
-                    f"{rng.choice(_NOUN)} of {rng.choice(self.cities)}",
-                    f"A {rng.choice(_ADJ)} {rng.choice(_NOUN)}",
-                    f"The {rng.choice(_NOUN)} at {rng.choice(_NOUN)} End",
-                ))
+                title = rng.choice(
+                    (
+                        f"The {rng.choice(_ADJ)} {rng.choice(_NOUN)}",
+                        f"{rng.choice(_NOUN)} of {rng.choice(self.cities)}",
+                        f"A {rng.choice(_ADJ)} {rng.choice(_NOUN)}",
+                        f"The {rng.choice(_NOUN)} at {rng.choice(_NOUN)} End",
+                    )
+                )
                 medium = {"AUD": "[sound recording]", "DVD": "[videorecording]"}.get(kind)
                 if kind == "DVD" and rng.random() < 0.4:
                     author = None
@@ -499,18 +614,23 @@ class _Library:
                 if kind == "EBK":
                     medium = "[electronic resource]"
             elif kind == "JUV":
-                title = rng.choice((
-                    f"{rng.choice(_KID_NAMES)} and the {rng.choice(_ADJ)} {rng.choice(_ANIMALS)}",
-                    f"The {rng.choice(_ADJ)} {rng.choice(_ANIMALS)}",
-                    f"Goodnight, {rng.choice(_ANIMALS)}",
-                    f"{rng.choice(_ANIMALS)}s Can't Dance!",
-                ))
+                title = rng.choice(
+                    (
+                        f"{rng.choice(_KID_NAMES)} and the "
+                        f"{rng.choice(_ADJ)} {rng.choice(_ANIMALS)}",
+                        f"The {rng.choice(_ADJ)} {rng.choice(_ANIMALS)}",
+                        f"Goodnight, {rng.choice(_ANIMALS)}",
+                        f"{rng.choice(_ANIMALS)}s Can't Dance!",
+                    )
+                )
             elif kind == "YA":
-                title = rng.choice((
-                    f"The {rng.choice(_NOUN)} Trials",
-                    f"{rng.choice(_ADJ)} Hearts",
-                    f"Shadow of the {rng.choice(_NOUN)}",
-                ))
+                title = rng.choice(
+                    (
+                        f"The {rng.choice(_NOUN)} Trials",
+                        f"{rng.choice(_ADJ)} Hearts",
+                        f"Shadow of the {rng.choice(_NOUN)}",
+                    )
+                )
             else:  # MAG
                 title = rng.choice(_MAGAZINES)
                 author = None
@@ -519,8 +639,13 @@ class _Library:
             self.biblios.append(biblio)
 
             itype = {"DVD": DVD, "AUD": AUD, "MAG": MAG, "EBK": EBK}.get(kind, BK)
-            n_copies = {BK: rng.choice((1, 1, 1, 2, 2, 3)), DVD: rng.choice((1, 1, 2)),
-                        AUD: rng.choice((1, 2)), MAG: 1, EBK: 1}[itype]
+            n_copies = {
+                BK: rng.choice((1, 1, 1, 2, 2, 3)),
+                DVD: rng.choice((1, 1, 2)),
+                AUD: rng.choice((1, 2)),
+                MAG: 1,
+                EBK: 1,
+            }[itype]
             if rng.random() < 0.8:
                 first_day = oldest + dt.timedelta(days=rng.randrange((self.start - oldest).days))
             else:
@@ -534,34 +659,61 @@ class _Library:
                 biblio.created = min(biblio.created, accessioned)
                 self.items.append(self._item(rng, biblio, kind, itype, accessioned, popularity))
 
-    def _item(self, rng, biblio: _Biblio, kind: str, itype: str, accessioned: dt.date,
-              weight: float) -> _Item:
+    def _item(
+        self, rng, biblio: _Biblio, kind: str, itype: str, accessioned: dt.date, weight: float
+    ) -> _Item:
         number = len(self.items) + 1
         ccode, location = {
-            "FIC": ("FIC", "GEN"), "NFIC": ("NFIC", "GEN"), "JUV": ("JUV", "CHILD"),
-            "YA": ("YA", "YA"), "DVD": ("MEDIA", "AV"), "AUD": ("AUDIO", "AV"),
-            "MAG": ("PER", "PER"), "EBK": ("EBOOK", None),
+            "FIC": ("FIC", "GEN"),
+            "NFIC": ("NFIC", "GEN"),
+            "JUV": ("JUV", "CHILD"),
+            "YA": ("YA", "YA"),
+            "DVD": ("MEDIA", "AV"),
+            "AUD": ("AUDIO", "AV"),
+            "MAG": ("PER", "PER"),
+            "EBK": ("EBOOK", None),
         }[kind]
         author_key = (biblio.author or biblio.title).split()[-1].upper()[:3]
         if kind == "NFIC" or (kind == "EBK" and biblio.subject):
             dewey = next(d for t, _, d in _TOPICS if t == biblio.title)
             callnumber = f"{dewey} {author_key}"
         else:
-            prefix = {"JUV": "J FIC", "YA": "YA FIC", "DVD": "DVD", "AUD": "CD FIC",
-                      "MAG": "PER", "EBK": "EBOOK"}.get(kind, "FIC")
+            prefix = {
+                "JUV": "J FIC",
+                "YA": "YA FIC",
+                "DVD": "DVD",
+                "AUD": "CD FIC",
+                "MAG": "PER",
+                "EBK": "EBOOK",
+            }.get(kind, "FIC")
             callnumber = f"{prefix} {author_key}"
-        price = {BK: Decimal(rng.randrange(1299, 3499)) / 100, DVD: Decimal("24.99"),
-                 AUD: Decimal("39.99"), MAG: Decimal("5.99"), EBK: Decimal("0.00")}[itype]
+        price = {
+            BK: Decimal(rng.randrange(1299, 3499)) / 100,
+            DVD: Decimal("24.99"),
+            AUD: Decimal("39.99"),
+            MAG: Decimal("5.99"),
+            EBK: Decimal("0.00"),
+        }[itype]
         enumchron = None
         if itype == MAG:
             enumchron = f"v. {rng.randint(5, 40)} no. {rng.randint(1, 12)}"
         home = self.branch_picker(rng) if itype != EBK else "MAIN"
         return _Item(
-            itemnumber=number, biblionumber=biblio.biblionumber, itype=itype, ccode=ccode,
-            location=location, homebranch=home, accessioned=accessioned,
-            callnumber=callnumber, price=price, barcode=f"31234{number:09d}",
-            enumchron=enumchron, juvenile=kind in ("JUV", "YA"), weight=weight,
-            free_at=dt.datetime.combine(accessioned, dt.time(8)), holding=home,
+            itemnumber=number,
+            biblionumber=biblio.biblionumber,
+            itype=itype,
+            ccode=ccode,
+            location=location,
+            homebranch=home,
+            accessioned=accessioned,
+            callnumber=callnumber,
+            price=price,
+            barcode=f"31234{number:09d}",
+            enumchron=enumchron,
+            juvenile=kind in ("JUV", "YA"),
+            weight=weight,
+            free_at=dt.datetime.combine(accessioned, dt.time(8)),
+            holding=home,
         )
 
     # -- patrons -------------------------------------------------------------------------------
@@ -578,13 +730,17 @@ class _Library:
         anon = self._new_patron(rng, ANON, "anon", userids, card=None, setup_day=setup_day)
         self.anon = anon
         for i in range(n_staff):
-            self.staff.append(self._new_patron(rng, STAFF, "staff", userids, card=cards[i],
-                                               setup_day=setup_day))
-        adults = [self._new_patron(rng, ADULT, None, userids, card=cards[n_staff + i])
-                  for i in range(n_adult)]
+            self.staff.append(
+                self._new_patron(rng, STAFF, "staff", userids, card=cards[i], setup_day=setup_day)
+            )
+        adults = [
+            self._new_patron(rng, ADULT, None, userids, card=cards[n_staff + i])
+            for i in range(n_adult)
+        ]
         for i in range(n_child):
-            self._new_patron(rng, CHILD, None, userids, card=cards[n_staff + n_adult + i],
-                             adults=adults)
+            self._new_patron(
+                rng, CHILD, None, userids, card=cards[n_staff + n_adult + i], adults=adults
+            )
 
         # Koha numbers patrons in order of enrolment.
         for number, patron in enumerate(
@@ -592,10 +748,17 @@ class _Library:
         ):
             patron.borrowernumber = number
 
-    def _new_patron(self, rng: random.Random, category: str, kind: str | None,
-                    userids: dict[str, int], *, card: int | None,
-                    setup_day: dt.date | None = None,
-                    adults: list[_Patron] | None = None) -> _Patron:
+    def _new_patron(
+        self,
+        rng: random.Random,
+        category: str,
+        kind: str | None,
+        userids: dict[str, int],
+        *,
+        card: int | None,
+        setup_day: dt.date | None = None,
+        adults: list[_Patron] | None = None,
+    ) -> _Patron:
         fake = self.fake
         as_of = self.as_of
         months = _ENROLMENT_MONTHS[category]
@@ -603,8 +766,11 @@ class _Library:
         if kind == "anon":
             enrolled, expiry = setup_day, dt.date(2099, 12, 31)
         elif kind == "staff":
-            enrolled = setup_day if not self.staff else as_of - dt.timedelta(
-                days=rng.randint(60, 15 * 365))
+            enrolled = (
+                setup_day
+                if not self.staff
+                else as_of - dt.timedelta(days=rng.randint(60, 15 * 365))
+            )
             expiry, renewed = self._renew_until_valid(rng, enrolled, months)
         else:
             r = rng.random()
@@ -612,7 +778,8 @@ class _Library:
             if kind == "active":
                 if rng.random() < 0.55:
                     enrolled = self.start + dt.timedelta(
-                        days=rng.randrange(max(1, (self.last_day - self.start).days)))
+                        days=rng.randrange(max(1, (self.last_day - self.start).days))
+                    )
                 else:
                     oldest = _years_before(self.start, 8)
                     enrolled = oldest + dt.timedelta(days=rng.randrange((self.start - oldest).days))
@@ -626,6 +793,21 @@ class _Library:
                 enrolled = _add_months(expiry, -months * terms)
                 if terms > 1:
                     renewed = _add_months(expiry, -months) - dt.timedelta(days=rng.randint(0, 20))
+
+        if kind == "anon":
+            patron = _Patron(
+                idx=len(self.patrons),
+                category=ANON,
+                kind=kind,
+                branch="MAIN",
+                enrolled=enrolled,
+                expiry=expiry,
+                renewed=None,
+                row={},
+            )
+            patron.row = self._anonymous_row(patron)
+            self.patrons.append(patron)
+            return patron
 
         sex = rng.choices(("F", "M", None), (0.49, 0.44, 0.07))[0]
         if sex == "F":
@@ -642,14 +824,15 @@ class _Library:
             dob = self._birth_date(rng, ADULT, enrolled)
 
         patron = _Patron(
-            idx=len(self.patrons), category=category, kind=kind, branch="MAIN",
-            enrolled=enrolled, expiry=expiry, renewed=renewed, row={},
+            idx=len(self.patrons),
+            category=category,
+            kind=kind,
+            branch="MAIN",
+            enrolled=enrolled,
+            expiry=expiry,
+            renewed=renewed,
+            row={},
         )
-        if category == ANON:
-            patron.row = self._anonymous_row(patron)
-            self.patrons.append(patron)
-            return patron
-
         branch = self.branch_picker(rng)
         if category == CHILD and adults:
             patron.guarantor = self._guarantor(rng, adults, dob, enrolled)
@@ -661,7 +844,7 @@ class _Library:
         patron.row = self._person_row(rng, patron, first, surname, sex, dob, card, userids)
 
         # Behaviour.
-        base = {ADULT: 8.5, CHILD: 7.0, STAFF: 10.0}[category]
+        base = {ADULT: 15.5, CHILD: 12.0, STAFF: 12.0}[category]
         patron.visit_rate = 0.0 if rng.random() < 0.12 else base * rng.gammavariate(1.3, 1 / 1.3)
         patron.late_prob = rng.choices((0.05, 0.15, 0.4), (0.70, 0.22, 0.08))[0]
         age = (as_of - dob).days / 365.25 if dob else 40
@@ -674,7 +857,9 @@ class _Library:
     def _renew_until_valid(self, rng, enrolled: dt.date, months: int):
         expiry, renewed = _add_months(enrolled, months), None
         while expiry <= self.as_of:
-            renewed = max(enrolled, expiry - dt.timedelta(days=rng.randint(0, 30)))
+            renewed = max(
+                enrolled, min(self.last_day, expiry - dt.timedelta(days=rng.randint(0, 30)))
+            )
             expiry = _add_months(expiry, months)
         return expiry, renewed
 
@@ -691,13 +876,16 @@ class _Library:
             oldest = _years_before(as_of, 90)
         span = (youngest - oldest).days
         if span <= 0:
-            return None
+            if category == CHILD:
+                return None
+            return oldest
         if category == ADULT:  # more working-age adults than the very old
             return youngest - dt.timedelta(days=int(span * rng.random() ** 1.4))
         return oldest + dt.timedelta(days=rng.randrange(span))
 
-    def _guarantor(self, rng, adults: list[_Patron], dob: dt.date,
-                   enrolled: dt.date) -> _Patron | None:
+    def _guarantor(
+        self, rng, adults: list[_Patron], dob: dt.date, enrolled: dt.date
+    ) -> _Patron | None:
         if rng.random() >= 0.65:
             return None
         for _ in range(12):
@@ -711,27 +899,57 @@ class _Library:
     def _anonymous_row(self, patron: _Patron) -> dict[str, Any]:
         row = {c.name: None for c in schema.borrowers.c}
         row.update(
-            surname="Anonymous", branchcode="MAIN", categorycode=ANON, userid="anonymous",
-            dateenrolled=patron.enrolled, dateexpiry=patron.expiry, auth_method="password",
-            privacy=1, privacy_guarantor_fines=0, privacy_guarantor_checkouts=0,
-            checkprevcheckout="inherit", lang="default", login_attempts=0, anonymized=0,
-            autorenew_checkouts=0, protected=1,
+            surname="Anonymous",
+            branchcode="MAIN",
+            categorycode=ANON,
+            userid="anonymous",
+            dateenrolled=patron.enrolled,
+            dateexpiry=patron.expiry,
+            auth_method="password",
+            privacy=1,
+            privacy_guarantor_fines=0,
+            privacy_guarantor_checkouts=0,
+            checkprevcheckout="inherit",
+            lang="default",
+            login_attempts=0,
+            anonymized=0,
+            autorenew_checkouts=0,
+            protected=1,
             borrowernotes="Statistical patron that anonymized circulation history points to.",
         )
         return row
 
-    def _person_row(self, rng, patron: _Patron, first: str, surname: str, sex: str | None,
-                    dob: dt.date, card: int, userids: dict[str, int]) -> dict[str, Any]:
+    def _person_row(
+        self,
+        rng,
+        patron: _Patron,
+        first: str,
+        surname: str,
+        sex: str | None,
+        dob: dt.date,
+        card: int,
+        userids: dict[str, int],
+    ) -> dict[str, Any]:
         fake = self.fake
         g = patron.guarantor
         row = {c.name: None for c in schema.borrowers.c}
         if g is not None:  # same household
-            for col in ("streetnumber", "streettype", "address", "address2", "city", "state",
-                        "zipcode", "country", "phone"):
+            for col in (
+                "streetnumber",
+                "streettype",
+                "address",
+                "address2",
+                "city",
+                "state",
+                "zipcode",
+                "country",
+                "phone",
+            ):
                 row[col] = g.row[col]
         else:
-            city = self.branch_city[patron.branch] if rng.random() < 0.75 else rng.choice(
-                self.cities)
+            city = (
+                self.branch_city[patron.branch] if rng.random() < 0.75 else rng.choice(self.cities)
+            )
             if rng.random() < 0.6:
                 row["streetnumber"] = fake.building_number()
                 row["address"] = fake.street_name()
@@ -739,8 +957,12 @@ class _Library:
                 row["address"] = fake.street_address()
             if rng.random() < 0.15:
                 row["address2"] = fake.secondary_address()
-            row.update(city=city, state=self.state, zipcode=rng.choice(self.zips[city]),
-                       country=rng.choice(("USA", None, None)))
+            row.update(
+                city=city,
+                state=self.state,
+                zipcode=rng.choice(self.zips[city]),
+                country=rng.choice(("USA", None, None)),
+            )
             row["phone"] = self.phone(rng) if rng.random() < 0.85 else None
 
         base = f"{_ascii(first)}.{_ascii(surname)}" or "patron"
@@ -763,12 +985,16 @@ class _Library:
             firstname=first,
             preferred_name=first[:3] if rng.random() < 0.04 and len(first) > 4 else None,
             middle_name=fake.first_name() if rng.random() < 0.3 else None,
-            title=rng.choice(("Mr.", "Ms.", "Mrs.", "Dr.", "Mx.")) if adult and rng.random()
-            < 0.3 else None,
+            title=(
+                rng.choice(("Mr.", "Ms.", "Mrs.", "Dr.", "Mx."))
+                if adult and rng.random() < 0.3
+                else None
+            ),
             othernames=fake.last_name() if rng.random() < 0.02 else None,
             initials=f"{first[:1]}{surname[:1]}" if rng.random() < 0.5 else None,
-            pronouns=rng.choice(("she/her", "he/him", "they/them")) if rng.random() < 0.05
-            else None,
+            pronouns=(
+                rng.choice(("she/her", "he/him", "they/them")) if rng.random() < 0.05 else None
+            ),
             email=email,
             mobile=mobile,
             fax=self.phone(rng) if adult and rng.random() < 0.005 else None,
@@ -783,9 +1009,14 @@ class _Library:
             gonenoaddress=1 if rng.random() < 0.01 else 0,
             lost=1 if rng.random() < 0.01 else 0,
             sex=sex,
-            password="$2a$08$" + "".join(rng.choices(
-                "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", k=53))
-            if rng.random() < 0.85 else None,
+            password="$2a$08$"
+            + "".join(
+                rng.choices(
+                    "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", k=53
+                )
+            )
+            if rng.random() < 0.85
+            else None,
             auth_method="password",
             userid=userid,
             sort1=rng.choice(("RES", "RES", "RES", "NONRES")),
@@ -798,28 +1029,45 @@ class _Library:
             login_attempts=0,
             anonymized=0,
             autorenew_checkouts=1,
-            primary_contact_method=("email" if email else "phone") if rng.random() < 0.6
-            else None,
+            primary_contact_method=(
+                ("email" if email else "phone") if rng.random() < 0.6 else None
+            ),
             protected=1 if rng.random() < 0.02 else 0,
         )
         if rng.random() < 0.08:
-            row.update(B_streetnumber=fake.building_number(), B_address=fake.street_name(),
-                       B_city=fake.city(), B_state=fake.state_abbr(), B_zipcode=fake.zipcode(),
-                       B_phone=self.phone(rng) if rng.random() < 0.5 else None)
+            row.update(
+                B_streetnumber=fake.building_number(),
+                B_address=fake.street_name(),
+                B_city=fake.city(),
+                B_state=fake.state_abbr(),
+                B_zipcode=fake.zipcode(),
+                B_phone=self.phone(rng) if rng.random() < 0.5 else None,
+            )
             if rng.random() < 0.25:
                 row["B_email"] = f"{base}.alt@example.net"
         if g is not None:
-            rel = "grandparent" if rng.random() < 0.1 else {"F": "mother", "M": "father"}.get(
-                g.row["sex"], "guardian")
-            row.update(contactname=g.row["surname"], contactfirstname=g.row["firstname"],
-                       contacttitle=g.row["title"], relationship=rel)
+            rel = (
+                "grandparent"
+                if rng.random() < 0.1
+                else {"F": "mother", "M": "father"}.get(g.row["sex"], "guardian")
+            )
+            row.update(
+                contactname=g.row["surname"],
+                contactfirstname=g.row["firstname"],
+                contacttitle=g.row["title"],
+                relationship=rel,
+            )
             row["sort2"] = f"{rng.choice(self.cities)} Elementary"
         elif rng.random() < 0.06:
             row.update(
-                altcontactfirstname=fake.first_name(), altcontactsurname=fake.last_name(),
-                altcontactaddress1=fake.street_address(), altcontactaddress3=fake.city(),
-                altcontactstate=self.state, altcontactzipcode=fake.zipcode_in_state(self.state),
-                altcontactcountry="USA", altcontactphone=self.phone(rng),
+                altcontactfirstname=fake.first_name(),
+                altcontactsurname=fake.last_name(),
+                altcontactaddress1=fake.street_address(),
+                altcontactaddress3=fake.city(),
+                altcontactstate=self.state,
+                altcontactzipcode=fake.zipcode_in_state(self.state),
+                altcontactcountry="USA",
+                altcontactphone=self.phone(rng),
                 contactnote="Emergency contact" if rng.random() < 0.5 else None,
             )
         if rng.random() < 0.06:
@@ -827,14 +1075,21 @@ class _Library:
         if rng.random() < 0.02:
             row["opacnote"] = "Please update your address at the front desk."
         if patron.category == STAFF:
-            row.update(flags=1 if not self.staff else rng.choice((86, 6, 1030)),
-                       protected=rng.choice((0, 1)), sort1="STAFF")
+            row.update(
+                flags=1 if not self.staff else rng.choice((86, 6, 1030)),
+                protected=rng.choice((0, 1)),
+                sort1="STAFF",
+            )
             if rng.random() < 0.3:
-                row.update(auth_method="two-factor", secret="".join(
-                    rng.choices("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", k=16)))
+                row.update(
+                    auth_method="two-factor",
+                    secret="".join(rng.choices("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", k=16)),
+                )
         if patron.kind == "active" and rng.random() < 0.005:
-            row.update(debarred=self.as_of + dt.timedelta(days=rng.randint(7, 60)),
-                       debarredcomment=f"Restricted: spoke with {first} about damaged items")
+            row.update(
+                debarred=self.as_of + dt.timedelta(days=rng.randint(7, 60)),
+                debarredcomment=f"Restricted: spoke with {first} about damaged items",
+            )
         return row
 
     # -- circulation ---------------------------------------------------------------------------
@@ -876,10 +1131,13 @@ class _Library:
         general = [it for it in self.items if not it.juvenile]
         pools = {
             True: _Picker(juvenile, [it.weight for it in juvenile]),
-            False: _Picker(general, [it.weight * (0.3 if it.itype == EBK else 1) for it in general]),
+            False: _Picker(
+                general, [it.weight * (0.3 if it.itype == EBK else 1) for it in general]
+            ),
         }
-        staff_by_branch = {b: [s for s in self.staff if s.branch == b] or self.staff
-                           for b in BRANCH_CODES}
+        staff_by_branch = {
+            b: [s for s in self.staff if s.branch == b] or self.staff for b in BRANCH_CODES
+        }
         for when, pidx, n_items, branch in visits:
             p = self.patrons[pidx]
             for k in range(n_items):
@@ -901,8 +1159,15 @@ class _Library:
                 return item
         return None
 
-    def _lend(self, rng, p: _Patron, item: _Item, issued: dt.datetime, branch: str,
-              desk_staff: list[_Patron]) -> None:
+    def _lend(
+        self,
+        rng,
+        p: _Patron,
+        item: _Item,
+        issued: dt.datetime,
+        branch: str,
+        desk_staff: list[_Patron],
+    ) -> None:
         cutoff = self.cutoff
         interface = "sip" if rng.random() < 0.25 else "intranet"
         due_day = issued.date() + dt.timedelta(days=LOAN_DAYS)
@@ -910,7 +1175,9 @@ class _Library:
         last = issued
         for _ in range(rng.choices((0, 1, 2), (0.74, 0.19, 0.07))[0]):
             span = dt.datetime.combine(due_day, dt.time(23, 59)) - last
-            when = last + span * rng.uniform(0.35, 0.97)
+            when = (last + span * rng.uniform(0.35, 0.97)).replace(microsecond=0)
+            if when.hour < 6:
+                when += dt.timedelta(hours=6)
             if when >= cutoff:
                 break
             how = rng.choices(("opac", "intranet", "cron"), (0.6, 0.3, 0.1))[0]
@@ -926,26 +1193,38 @@ class _Library:
             avail = (due_day - last.date()).days
             offset = round(avail * rng.betavariate(2.2, 1.3))
             if offset == 0:
-                returned = last + dt.timedelta(minutes=rng.randint(20, 240))
+                returned = _dodge_dst(last + dt.timedelta(minutes=rng.randint(20, 240)))
             else:
                 returned = _desk_time(rng, last.date() + dt.timedelta(days=offset))
         if returned >= cutoff:
             returned = None
 
         loan = _Loan(
-            issue_id=len(self.loans) + 1, patron=p, item=item,
-            issuer_id=rng.choice(desk_staff).borrowernumber, branch=branch, issued=issued,
-            interface=interface, due=due, renewals=renewals, returned=returned,
+            issue_id=len(self.loans) + 1,
+            patron=p,
+            item=item,
+            issuer_id=rng.choice(desk_staff).borrowernumber,
+            branch=branch,
+            issued=issued,
+            interface=interface,
+            due=due,
+            renewals=renewals,
+            returned=returned,
             checkin_branch=None,
         )
         if returned is not None:
             loan.checkin_branch = branch if rng.random() < 0.85 else self.branch_picker(rng)
         if rng.random() < 0.008:
             end = returned or cutoff
-            loan.notedate = issued + (end - issued) * rng.uniform(0.05, 0.9)
+            loan.notedate = _dodge_dst(
+                (issued + (end - issued) * rng.uniform(0.05, 0.9)).replace(microsecond=0)
+            )
             loan.note = rng.choice(_CHECKOUT_NOTES).format(
-                n=rng.randint(10, 90), m=rng.randint(91, 200), first=p.first,
-                phone=p.row["phone"] or p.row["mobile"] or "")
+                n=rng.randint(10, 90),
+                m=rng.randint(91, 200),
+                first=p.first,
+                phone=p.row["phone"] or p.row["mobile"] or "",
+            )
         self._fine(rng, loan, desk_staff)
         self.loans.append(loan)
 
@@ -977,7 +1256,7 @@ class _Library:
             return
         wait = int(rng.expovariate(1 / 12))
         if wait == 0:
-            paid = loan.returned + dt.timedelta(minutes=rng.randint(1, 10))
+            paid = _dodge_dst(loan.returned + dt.timedelta(minutes=rng.randint(1, 10)))
         else:
             paid = _desk_time(rng, loan.returned.date() + dt.timedelta(days=wait))
         if paid >= self.cutoff:
@@ -986,8 +1265,9 @@ class _Library:
         loan.paid_at = paid
         loan.pay_type = rng.choices(("CASH", "CC", "SIP00"), (0.6, 0.3, 0.1))[0]
         loan.pay_branch = loan.checkin_branch or loan.branch
-        loan.pay_manager = None if loan.pay_type == "SIP00" else rng.choice(
-            desk_staff).borrowernumber
+        loan.pay_manager = (
+            None if loan.pay_type == "SIP00" else rng.choice(desk_staff).borrowernumber
+        )
 
     # -- holds ---------------------------------------------------------------------------------
 
@@ -1004,32 +1284,49 @@ class _Library:
             placed = issued_day - dt.timedelta(days=rng.randint(1, 21))
             if placed < loan.patron.enrolled:
                 continue
-            waiting = issued_day - dt.timedelta(days=rng.randint(0, min(6, (issued_day - placed).days)))
+            waiting = issued_day - dt.timedelta(
+                days=rng.randint(0, min(6, (issued_day - placed).days))
+            )
             loan.item.holds += 1
-            self.holds.append(_Hold(
-                patron=loan.patron, biblio=self.biblios[loan.item.biblionumber - 1],
-                item=loan.item, branch=loan.branch, reservedate=placed, found="F",
-                waitingdate=waiting, cancellationdate=None,
-                expirationdate=waiting + dt.timedelta(days=7), patron_expiration_date=None,
-                notes=self._hold_note(rng, loan.patron), timestamp=loan.issued, priority=0,
-                is_open=False,
-            ))
+            self.holds.append(
+                _Hold(
+                    patron=loan.patron,
+                    biblio=self.biblios[loan.item.biblionumber - 1],
+                    item=loan.item,
+                    branch=loan.branch,
+                    reservedate=placed,
+                    found="F",
+                    waitingdate=waiting,
+                    cancellationdate=None,
+                    expirationdate=waiting + dt.timedelta(days=7),
+                    patron_expiration_date=None,
+                    notes=self._hold_note(rng, loan.patron),
+                    timestamp=loan.issued,
+                    priority=0,
+                    is_open=False,
+                )
+            )
 
         # Holds that were never filled: cancelled, expired, or still waiting in the queue.
         candidates = [p for p in self.patrons if p.visit_rate > 0 and self._window(p)]
         if not candidates:
             return
         pick_patron = _Picker(candidates, [p.visit_rate for p in candidates])
-        pools = {kids: _Picker(items, [it.weight for it in items]) for kids, items in (
-            (True, [it for it in self.items if it.juvenile and it.itype != EBK]),
-            (False, [it for it in self.items if not it.juvenile and it.itype != EBK]),
-        ) if items}
+        pools = {
+            kids: _Picker(items, [it.weight for it in items])
+            for kids, items in (
+                (True, [it for it in self.items if it.juvenile and it.itype != EBK]),
+                (False, [it for it in self.items if not it.juvenile and it.itype != EBK]),
+            )
+            if items
+        }
         for _ in range(round(len(self.loans) * 0.035)):
             p = pick_patron(rng)
             lo, hi = self._window(p)
             placed = lo + dt.timedelta(days=rng.randrange((hi - lo).days + 1))
-            kids = p.category == CHILD and True in pools
-            biblio = self.biblios[pools[kids if kids in pools else not kids](rng).biblionumber - 1]
+            wants_kids = p.category == CHILD and rng.random() < 0.75
+            pool = pools.get(wants_kids) or pools.get(not wants_kids)
+            biblio = self.biblios[pool(rng).biblionumber - 1]
             expired = rng.random() < 0.2
             if expired:
                 pexp = placed + dt.timedelta(days=rng.randint(14, 90))
@@ -1038,28 +1335,46 @@ class _Library:
                 pexp = None
                 ends = placed + dt.timedelta(days=rng.randint(1, 60))
             hold = _Hold(
-                patron=p, biblio=biblio, item=None, branch=p.branch, reservedate=placed,
-                found=None, waitingdate=None, cancellationdate=None, expirationdate=None,
-                patron_expiration_date=pexp, notes=self._hold_note(rng, p),
-                timestamp=dt.datetime.combine(placed, dt.time(12)), priority=0, is_open=False,
+                patron=p,
+                biblio=biblio,
+                item=None,
+                branch=p.branch,
+                reservedate=placed,
+                found=None,
+                waitingdate=None,
+                cancellationdate=None,
+                expirationdate=None,
+                patron_expiration_date=pexp,
+                notes=self._hold_note(rng, p),
+                timestamp=dt.datetime.combine(placed, dt.time(12)),
+                priority=0,
+                is_open=False,
             )
-            if ends > self.last_day or ends > p.expiry:
-                if placed < self.as_of - dt.timedelta(days=60) or ends > p.expiry:
-                    # An old request nobody cancelled: Koha's cron would have expired it.
-                    ends = min(placed + dt.timedelta(days=60), self.last_day)
-                else:
+            if ends > self.last_day:
+                if placed >= self.as_of - dt.timedelta(days=60) and p.expiry > self.as_of:
                     self._open_hold(rng, hold, by_biblio)
                     self.holds.append(hold)
                     continue
+                # Nobody came for it before the snapshot: cancelled by staff or cron.
+                ends = self.last_day - dt.timedelta(
+                    days=rng.randint(0, min(30, (self.last_day - placed).days))
+                )
+                if pexp and pexp > ends:
+                    hold.patron_expiration_date = None
             hold.cancellationdate = ends
-            hold.cancellation_reason = None
             hold.timestamp = _desk_time(rng, ends)
             if hold.timestamp >= self.cutoff:
                 hold.timestamp = self.cutoff - dt.timedelta(minutes=rng.randint(5, 600))
             self.holds.append(hold)
 
-        self.holds.sort(key=lambda h: (h.reservedate, h.patron.borrowernumber,
-                                       h.biblio.biblionumber, h.timestamp))
+        self.holds.sort(
+            key=lambda h: (
+                h.reservedate,
+                h.patron.borrowernumber,
+                h.biblio.biblionumber,
+                h.timestamp,
+            )
+        )
         for rid, hold in enumerate(self.holds, start=1):
             hold.reserve_id = rid
 
@@ -1072,20 +1387,20 @@ class _Library:
         if free and rng.random() < 0.3:
             item = rng.choice(free)
             waiting = max(hold.reservedate, self.last_day - dt.timedelta(days=rng.randint(0, 5)))
+            item.free_at = dt.datetime.max  # on the hold shelf, not for a second hold
             hold.item, hold.found, hold.priority = item, "W", 0
             hold.waitingdate = waiting
             hold.expirationdate = waiting + dt.timedelta(days=7)
             hold.timestamp = _desk_time(rng, waiting)
-            if hold.timestamp >= self.cutoff:
-                hold.timestamp = self.cutoff - dt.timedelta(minutes=rng.randint(5, 300))
-            hold.branch = item.holding
 
     def _hold_note(self, rng, p: _Patron) -> str | None:
         if rng.random() >= 0.08:
             return None
         return rng.choice(_HOLD_NOTES).format(
-            first=p.first, phone=p.row["phone"] or p.row["mobile"] or "",
-            other=self.fake.first_name_male())
+            first=p.first,
+            phone=p.row["phone"] or p.row["mobile"] or "",
+            other=self.fake.first_name_male(),
+        )
 
     # -- OPAC searches -------------------------------------------------------------------------
 
@@ -1104,8 +1419,9 @@ class _Library:
                 for _ in range(rng.choices((1, 2, 3, 4), (0.5, 0.25, 0.15, 0.1))[0]):
                     if when >= self.cutoff:
                         break
-                    self.searches.append((when, p.borrowernumber, session,
-                                          *self._query(rng, titles)))
+                    self.searches.append(
+                        (when, p.borrowernumber, session, *self._query(rng, titles))
+                    )
                     p.seen(when)
                     when += dt.timedelta(seconds=rng.randint(20, 400))
 
@@ -1117,8 +1433,11 @@ class _Library:
             idx, term, total = "ti", rng.choice(titles).title, rng.randint(1, 12)
         elif r < 0.7:
             author = rng.choice(titles).author
-            idx, term, total = ("au", author, rng.randint(1, 8)) if author else (
-                "kw", rng.choice(_SEARCH_EXTRA), rng.randint(0, 400))
+            idx, term, total = (
+                ("au", author, rng.randint(1, 8))
+                if author
+                else ("kw", rng.choice(_SEARCH_EXTRA), rng.randint(0, 400))
+            )
         else:
             idx, term, total = "su", rng.choice(_TOPICS)[1], rng.randint(1, 60)
         return f"{idx},wrdl: {term}", f"idx={idx}&q={quote(term)}&weight_search=1", total
@@ -1127,9 +1446,17 @@ class _Library:
 
     def delete_some(self) -> None:
         rng = self.rng["delete"]
+        long_ago = self.as_of - dt.timedelta(days=400)
         for p in self.patrons:
-            if (p.kind != "lapsed_old" or p.guarantor or p.has_guarantees or p.open_loans
-                    or p.unpaid or p.open_holds or rng.random() >= 0.2):
+            share = {"lapsed_old": 0.2, "lapsed_recent": 0.1 if p.expiry < long_ago else 0.0}
+            if (
+                p.guarantor
+                or p.has_guarantees
+                or p.open_loans
+                or p.unpaid
+                or p.open_holds
+                or rng.random() >= share.get(p.kind, 0.0)
+            ):
                 continue
             day = p.expiry + dt.timedelta(days=rng.randint(30, 720))
             if p.last_active and day <= p.last_active.date():
@@ -1141,8 +1468,11 @@ class _Library:
         # undoing deletions that would precede any of the patron's money or holds.
         for loan in self.loans:
             p = loan.patron
-            if p.deleted_at and max(loan.paid_at or dt.datetime.min,
-                                    loan.returned or dt.datetime.max) >= p.deleted_at:
+            if (
+                p.deleted_at
+                and max(loan.paid_at or dt.datetime.min, loan.returned or dt.datetime.max)
+                >= p.deleted_at
+            ):
                 p.deleted_at = None
         for hold in self.holds:
             p = hold.patron
@@ -1168,51 +1498,89 @@ class _Library:
     def _write_reference(self, sink: _Sink) -> None:
         for code, name, street, _ in _BRANCHES:
             city = self.branch_city[code]
-            sink.add("branches", {
-                "branchcode": code, "branchname": name, "branchaddress1": street,
-                "branchcity": city, "branchstate": self.state,
-                "branchzip": self.zips[city][0], "branchcountry": "USA",
-                "branchphone": f"({self.area_codes[0]}) 555-0100",
-                "branchemail": f"{code.lower()}@library.example.org",
-                "branchurl": f"https://library.example.org/{code.lower()}",
-            })
+            sink.add(
+                "branches",
+                {
+                    "branchcode": code,
+                    "branchname": name,
+                    "branchaddress1": street,
+                    "branchcity": city,
+                    "branchstate": self.state,
+                    "branchzip": self.zips[city][0],
+                    "branchcountry": "USA",
+                    "branchphone": f"({self.area_codes[0]}) 555-0100",
+                    "branchemail": f"{code.lower()}@library.example.org",
+                    "branchurl": f"https://library.example.org/{code.lower()}",
+                },
+            )
         for code, desc, ctype, months, upper, minimum, guarantee in (
             (ADULT, "Adult", "A", 36, None, 18, 0),
             (CHILD, "Child", "C", 24, 17, 4, 1),
             (STAFF, "Staff", "S", 60, None, 18, 0),
             (ANON, "Anonymous (statistical)", "X", None, None, None, 0),
         ):
-            sink.add("categories", {
-                "categorycode": code, "description": desc, "category_type": ctype,
-                "enrolmentperiod": months, "upperagelimit": upper,
-                "dateofbirthrequired": minimum, "overduenoticerequired": 1 if ctype != "X" else 0,
-                "default_privacy": "default", "can_be_guarantee": guarantee,
-            })
+            sink.add(
+                "categories",
+                {
+                    "categorycode": code,
+                    "description": desc,
+                    "category_type": ctype,
+                    "enrolmentperiod": months,
+                    "upperagelimit": upper,
+                    "dateofbirthrequired": minimum,
+                    "overduenoticerequired": 1 if ctype != "X" else 0,
+                    "default_privacy": "default",
+                    "can_be_guarantee": guarantee,
+                },
+            )
         for code in ITEMTYPE_CODES:
-            sink.add("itemtypes", {
-                "itemtype": code, "description": _ITEMTYPE_NAMES[code],
-                "defaultreplacecost": Decimal("25.00") if code != EBK else None,
-            })
+            sink.add(
+                "itemtypes",
+                {
+                    "itemtype": code,
+                    "description": _ITEMTYPE_NAMES[code],
+                    "defaultreplacecost": Decimal("25.00") if code != EBK else None,
+                },
+            )
         prefs = (
-            ("AnonymousPatron", str(self.anon.borrowernumber), "",
-             "Set the identity of the anonymous patron (for anonymized circulation history)",
-             "Integer"),
-            ("OPACPrivacy", "1", "", "Allow patrons to choose their own privacy settings",
-             "YesNo"),
-            ("EnableOpacSearchHistory", "1", "", "Keep patron search history in the OPAC",
-             "YesNo"),
-            ("BorrowersLog", "1", "", "If ON, log edit/create/delete actions on patron data",
-             "YesNo"),
+            (
+                "AnonymousPatron",
+                str(self.anon.borrowernumber),
+                "",
+                "Set the identity of the anonymous patron (for anonymized circulation history)",
+                "Integer",
+            ),
+            ("OPACPrivacy", "1", "", "Allow patrons to choose their own privacy settings", "YesNo"),
+            ("EnableOpacSearchHistory", "1", "", "Keep patron search history in the OPAC", "YesNo"),
+            (
+                "BorrowersLog",
+                "1",
+                "",
+                "If ON, log edit/create/delete actions on patron data",
+                "YesNo",
+            ),
             ("IssueLog", "1", "", "If ON, log checkout activity", "YesNo"),
             ("ReturnLog", "1", "", "If ON, log checkin activity", "YesNo"),
             ("FinesLog", "1", "", "If ON, log fines", "YesNo"),
-            ("TrackLastPatronActivityTriggers", "login,check_out,renewal", "",
-             "Triggers that update borrowers.lastseen", "multiple"),
+            (
+                "TrackLastPatronActivityTriggers",
+                "login,check_out,renewal",
+                "",
+                "Triggers that update borrowers.lastseen",
+                "multiple",
+            ),
         )
         for variable, value, options, explanation, kind in prefs:
-            sink.add("systempreferences", {"variable": variable, "value": value,
-                                           "options": options, "explanation": explanation,
-                                           "type": kind})
+            sink.add(
+                "systempreferences",
+                {
+                    "variable": variable,
+                    "value": value,
+                    "options": options,
+                    "explanation": explanation,
+                    "type": kind,
+                },
+            )
 
     def _write_patrons(self, sink: _Sink) -> None:
         for p in sorted(self.patrons, key=lambda x: x.borrowernumber):
@@ -1232,36 +1600,67 @@ class _Library:
         for p in sorted(self.patrons, key=lambda x: x.borrowernumber):
             if p.guarantor and not p.deleted_at:
                 relation += 1
-                sink.add("borrower_relationships", {
-                    "id": relation, "guarantor_id": p.guarantor.borrowernumber,
-                    "guarantee_id": p.borrowernumber, "relationship": p.row["relationship"],
-                })
+                sink.add(
+                    "borrower_relationships",
+                    {
+                        "id": relation,
+                        "guarantor_id": p.guarantor.borrowernumber,
+                        "guarantee_id": p.borrowernumber,
+                        "relationship": p.row["relationship"],
+                    },
+                )
 
     def _write_catalog(self, sink: _Sink) -> None:
         for b in self.biblios:
-            sink.add("biblio", {
-                "biblionumber": b.biblionumber, "frameworkcode": "", "author": b.author,
-                "title": b.title, "subtitle": b.subtitle, "medium": b.medium,
-                "serial": 1 if b.kind == "MAG" else 0, "copyrightdate": b.copyright,
-                "timestamp": dt.datetime.combine(b.created, dt.time(10)),
-                "datecreated": b.created, "abstract": None,
-                "notes": f"Subject: {b.subject}" if b.subject else None,
-            })
+            sink.add(
+                "biblio",
+                {
+                    "biblionumber": b.biblionumber,
+                    "frameworkcode": "",
+                    "author": b.author,
+                    "title": b.title,
+                    "subtitle": b.subtitle,
+                    "medium": b.medium,
+                    "serial": 1 if b.kind == "MAG" else 0,
+                    "copyrightdate": b.copyright,
+                    "timestamp": dt.datetime.combine(b.created, dt.time(10)),
+                    "datecreated": b.created,
+                    "abstract": None,
+                    "notes": f"Subject: {b.subject}" if b.subject else None,
+                },
+            )
         for it in self.items:
             stamp = it.last_seen or dt.datetime.combine(it.accessioned, dt.time(10))
-            sink.add("items", {
-                "itemnumber": it.itemnumber, "biblionumber": it.biblionumber,
-                "biblioitemnumber": it.biblionumber, "barcode": it.barcode,
-                "dateaccessioned": it.accessioned, "homebranch": it.homebranch,
-                "holdingbranch": it.holding, "price": it.price, "replacementprice": it.price,
-                "replacementpricedate": it.accessioned, "datelastborrowed": it.last_borrowed,
-                "datelastseen": it.last_seen, "itemcallnumber": it.callnumber,
-                "issues": it.issues, "renewals": it.renewals or None,
-                "reserves": it.holds or None, "timestamp": stamp, "location": it.location,
-                "permanent_location": it.location, "onloan": it.onloan, "cn_source": "ddc",
-                "ccode": it.ccode, "itype": it.itype, "enumchron": it.enumchron,
-                "copynumber": None,
-            })
+            sink.add(
+                "items",
+                {
+                    "itemnumber": it.itemnumber,
+                    "biblionumber": it.biblionumber,
+                    "biblioitemnumber": it.biblionumber,
+                    "barcode": it.barcode,
+                    "dateaccessioned": it.accessioned,
+                    "homebranch": it.homebranch,
+                    "holdingbranch": it.holding,
+                    "price": it.price,
+                    "replacementprice": it.price,
+                    "replacementpricedate": it.accessioned,
+                    "datelastborrowed": it.last_borrowed,
+                    "datelastseen": it.last_seen,
+                    "itemcallnumber": it.callnumber,
+                    "issues": it.issues,
+                    "renewals": it.renewals or None,
+                    "reserves": it.holds or None,
+                    "timestamp": stamp,
+                    "location": it.location,
+                    "permanent_location": it.location,
+                    "onloan": it.onloan,
+                    "cn_source": "ddc",
+                    "ccode": it.ccode,
+                    "itype": it.itype,
+                    "enumchron": it.enumchron,
+                    "copynumber": None,
+                },
+            )
 
     def _write_circulation(self, sink: _Sink) -> None:
         for loan in self.loans:
@@ -1269,13 +1668,22 @@ class _Library:
             bn = None if p.deleted_at else p.borrowernumber
             last_renewal = loan.renewals[-1][0] if loan.renewals else None
             row = {
-                "issue_id": loan.issue_id, "borrowernumber": bn, "issuer_id": loan.issuer_id,
-                "itemnumber": item.itemnumber, "date_due": loan.due, "branchcode": loan.branch,
-                "returndate": loan.returned, "checkin_library": loan.checkin_branch,
-                "lastreneweddate": last_renewal, "renewals_count": len(loan.renewals),
-                "unseen_renewals": 0, "auto_renew": 0,
+                "issue_id": loan.issue_id,
+                "borrowernumber": bn,
+                "issuer_id": loan.issuer_id,
+                "itemnumber": item.itemnumber,
+                "date_due": loan.due,
+                "branchcode": loan.branch,
+                "returndate": loan.returned,
+                "checkin_library": loan.checkin_branch,
+                "lastreneweddate": last_renewal,
+                "renewals_count": len(loan.renewals),
+                "unseen_renewals": 0,
+                "auto_renew": 0,
                 "timestamp": loan.returned or last_renewal or loan.issued,
-                "issuedate": loan.issued, "onsite_checkout": 0, "note": loan.note,
+                "issuedate": loan.issued,
+                "onsite_checkout": 0,
+                "note": loan.note,
                 "notedate": loan.notedate,
                 "noteseen": None if loan.note is None else int(loan.returned is not None),
             }
@@ -1284,33 +1692,62 @@ class _Library:
                 sink.add("issues", row)
             else:
                 sink.add("old_issues", row)
-            stat = {"branch": loan.branch, "value": 0.0, "other": "", "itemnumber": item.itemnumber,
-                    "itemtype": item.itype, "location": item.location,
-                    "borrowernumber": p.borrowernumber, "ccode": item.ccode,
-                    "categorycode": p.category, "illrequest_id": None}
-            sink.add("statistics", {**stat, "datetime": loan.issued, "type": "issue",
-                                    "interface": loan.interface})
+            stat = {
+                "branch": loan.branch,
+                "value": 0.0,
+                "other": "",
+                "itemnumber": item.itemnumber,
+                "itemtype": item.itype,
+                "location": item.location,
+                "borrowernumber": p.borrowernumber,
+                "ccode": item.ccode,
+                "categorycode": p.category,
+                "illrequest_id": None,
+            }
+            sink.add(
+                "statistics",
+                {**stat, "datetime": loan.issued, "type": "issue", "interface": loan.interface},
+            )
             for when, how in loan.renewals:
-                sink.add("statistics", {**stat, "datetime": when, "type": "renew",
-                                        "interface": how})
+                sink.add(
+                    "statistics", {**stat, "datetime": when, "type": "renew", "interface": how}
+                )
             if loan.returned is not None:
-                sink.add("statistics", {**stat, "datetime": loan.returned, "type": "return",
-                                        "branch": loan.checkin_branch, "interface": loan.interface})
+                sink.add(
+                    "statistics",
+                    {
+                        **stat,
+                        "datetime": loan.returned,
+                        "type": "return",
+                        "branch": loan.checkin_branch,
+                        "interface": loan.interface,
+                    },
+                )
 
     def _write_holds(self, sink: _Sink) -> None:
         for h in self.holds:
             row = {
                 "reserve_id": h.reserve_id,
                 "borrowernumber": None if h.patron.deleted_at else h.patron.borrowernumber,
-                "reservedate": h.reservedate, "biblionumber": h.biblio.biblionumber,
-                "branchcode": h.branch, "notificationdate": None, "reminderdate": None,
-                "cancellationdate": h.cancellationdate, "cancellation_reason": None,
-                "reservenotes": h.notes, "priority": h.priority, "found": h.found,
+                "reservedate": h.reservedate,
+                "biblionumber": h.biblio.biblionumber,
+                "branchcode": h.branch,
+                "notificationdate": None,
+                "reminderdate": None,
+                "cancellationdate": h.cancellationdate,
+                "cancellation_reason": None,
+                "reservenotes": h.notes,
+                "priority": h.priority,
+                "found": h.found,
                 "timestamp": h.timestamp,
                 "itemnumber": h.item.itemnumber if h.item else None,
-                "waitingdate": h.waitingdate, "expirationdate": h.expirationdate,
+                "waitingdate": h.waitingdate,
+                "expirationdate": h.expirationdate,
                 "patron_expiration_date": h.patron_expiration_date,
-                "lowestPriority": 0, "suspend": 0, "item_level_hold": 0, "non_priority": 0,
+                "lowestPriority": 0,
+                "suspend": 0,
+                "item_level_hold": 0,
+                "non_priority": 0,
             }
             sink.add("reserves" if h.is_open else "old_reserves", row)
 
@@ -1328,50 +1765,93 @@ class _Library:
             bn = None if p.deleted_at else p.borrowernumber
             title = self.biblios[loan.item.biblionumber - 1].title
             base = {
-                "accountlines_id": number, "borrowernumber": bn,
-                "itemnumber": loan.item.itemnumber, "date": when, "credit_number": None,
+                "accountlines_id": number,
+                "borrowernumber": bn,
+                "itemnumber": loan.item.itemnumber,
+                "date": when,
+                "credit_number": None,
                 "register_id": None,
             }
             if not is_payment:
                 returned = loan.returned is not None
-                sink.add("accountlines", {
-                    **base,
-                    "issue_id": None if returned else loan.issue_id,
-                    "old_issue_id": loan.issue_id if returned else None,
-                    "amount": loan.fine, "description": title,
-                    "credit_type_code": None, "debit_type_code": "OVERDUE",
-                    "status": "RETURNED" if returned else "UNRETURNED", "payment_type": None,
-                    "amountoutstanding": Decimal("0.00") if loan.paid_at else loan.fine,
-                    "timestamp": loan.paid_at or loan.returned or dt.datetime.combine(
-                        self.last_day, dt.time(1, 5)),
-                    "note": None, "manager_id": None, "interface": "cron",
-                    "branchcode": loan.branch,
-                })
+                sink.add(
+                    "accountlines",
+                    {
+                        **base,
+                        "issue_id": None if returned else loan.issue_id,
+                        "old_issue_id": loan.issue_id if returned else None,
+                        "amount": loan.fine,
+                        "description": title,
+                        "credit_type_code": None,
+                        "debit_type_code": "OVERDUE",
+                        "status": "RETURNED" if returned else "UNRETURNED",
+                        "payment_type": None,
+                        "amountoutstanding": Decimal("0.00") if loan.paid_at else loan.fine,
+                        "timestamp": loan.paid_at
+                        or loan.returned
+                        or dt.datetime.combine(self.last_day, dt.time(1, 5)),
+                        "note": None,
+                        "manager_id": None,
+                        "interface": "cron",
+                        "branchcode": loan.branch,
+                    },
+                )
             else:
-                sink.add("accountlines", {
-                    **base, "issue_id": None, "old_issue_id": None,
-                    "amount": -loan.fine, "description": "",
-                    "credit_type_code": "PAYMENT", "debit_type_code": None, "status": None,
-                    "payment_type": loan.pay_type, "amountoutstanding": Decimal("0.00"),
-                    "timestamp": when, "note": None, "manager_id": loan.pay_manager,
-                    "interface": "sip" if loan.pay_type == "SIP00" else "intranet",
-                    "branchcode": loan.pay_branch,
-                })
-                sink.add("statistics", {
-                    "datetime": when, "branch": loan.pay_branch, "value": float(loan.fine),
-                    "type": "payment", "other": "", "illrequest_id": None, "itemnumber": None,
-                    "itemtype": None, "location": None, "borrowernumber": p.borrowernumber,
-                    "ccode": None, "categorycode": p.category,
-                    "interface": "sip" if loan.pay_type == "SIP00" else "intranet",
-                })
+                sink.add(
+                    "accountlines",
+                    {
+                        **base,
+                        "issue_id": None,
+                        "old_issue_id": None,
+                        "amount": -loan.fine,
+                        "description": "",
+                        "credit_type_code": "PAYMENT",
+                        "debit_type_code": None,
+                        "status": None,
+                        "payment_type": loan.pay_type,
+                        "amountoutstanding": Decimal("0.00"),
+                        "timestamp": when,
+                        "note": None,
+                        "manager_id": loan.pay_manager,
+                        "interface": "sip" if loan.pay_type == "SIP00" else "intranet",
+                        "branchcode": loan.pay_branch,
+                    },
+                )
+                sink.add(
+                    "statistics",
+                    {
+                        "datetime": when,
+                        "branch": loan.pay_branch,
+                        "value": float(loan.fine),
+                        "type": "payment",
+                        "other": "",
+                        "illrequest_id": None,
+                        "itemnumber": None,
+                        "itemtype": None,
+                        "location": None,
+                        "borrowernumber": p.borrowernumber,
+                        "ccode": None,
+                        "categorycode": p.category,
+                        "interface": "sip" if loan.pay_type == "SIP00" else "intranet",
+                    },
+                )
 
     def _write_searches(self, sink: _Sink) -> None:
         self.searches.sort(key=lambda s: (s[0], s[1], s[2]))
         for number, (when, bn, session, desc, cgi, total) in enumerate(self.searches, start=1):
-            sink.add("search_history", {
-                "id": number, "userid": bn, "sessionid": session, "query_desc": desc[:255],
-                "query_cgi": cgi, "type": "biblio", "total": total, "time": when,
-            })
+            sink.add(
+                "search_history",
+                {
+                    "id": number,
+                    "userid": bn,
+                    "sessionid": session,
+                    "query_desc": desc[:255],
+                    "query_cgi": cgi,
+                    "type": "biblio",
+                    "total": total,
+                    "time": when,
+                },
+            )
 
     # notices and logs are gathered as tuples, then sorted so ids follow time as in Koha.
 
@@ -1380,34 +1860,62 @@ class _Library:
         notes: list[tuple] = []
         branch_name = {b[0]: b[1] for b in _BRANCHES}
 
-        def add(when: dt.datetime, p: _Patron, code: str, subject: str, body: str,
-                sms: bool = False) -> None:
+        def add(
+            when: dt.datetime, p: _Patron, code: str, subject: str, body: str, sms: bool = False
+        ) -> None:
             if when >= self.cutoff or p.deleted_at:
                 return
             email = p.row["email"]
             if code == "WELCOME" and not email:
                 return
-            notes.append((when, p.borrowernumber, code, "email" if email else "print",
-                          subject, f"Dear {p.full_name},\n\n{body}\n\n{branch_name[p.branch]}",
-                          email, p.branch))
+            notes.append(
+                (
+                    when,
+                    p.borrowernumber,
+                    code,
+                    "email" if email else "print",
+                    subject,
+                    f"Dear {p.full_name},\n\n{body}\n\n{branch_name[p.branch]}",
+                    email,
+                    p.branch,
+                )
+            )
             if sms and p.row["smsalertnumber"]:
-                notes.append((when, p.borrowernumber, code, "sms", None,
-                              f"{p.first}: {body.splitlines()[0][:120]}", None, p.branch))
+                notes.append(
+                    (
+                        when,
+                        p.borrowernumber,
+                        code,
+                        "sms",
+                        None,
+                        f"{p.first}: {body.splitlines()[0][:120]}",
+                        None,
+                        p.branch,
+                    )
+                )
 
         for p in self.patrons:
             if p.category in (ANON, STAFF):
                 continue
             if p.enrolled >= self.start:
-                add(dt.datetime.combine(p.enrolled, dt.time(11, 30)), p, "WELCOME",
+                add(
+                    dt.datetime.combine(p.enrolled, dt.time(11, 30)),
+                    p,
+                    "WELCOME",
                     f"Welcome to {branch_name[p.branch]}",
                     f"Your library card {p.row['cardnumber']} is ready. Log in as "
-                    f"{p.row['userid']}.")
+                    f"{p.row['userid']}.",
+                )
             warn = p.expiry - dt.timedelta(days=14)
             if self.start <= warn and p.enrolled <= warn:
-                add(dt.datetime.combine(warn, dt.time(6, 10)), p, "MEMBERSHIP_EXPIRY",
+                add(
+                    dt.datetime.combine(warn, dt.time(6, 10)),
+                    p,
+                    "MEMBERSHIP_EXPIRY",
                     "Your library card is about to expire",
                     f"Your card expires on {p.expiry:%m/%d/%Y}. We have you at "
-                    f"{p.row['address'] or ''}, {p.row['city'] or ''}.")
+                    f"{p.row['address'] or ''}, {p.row['city'] or ''}.",
+                )
         for loan in self.loans:
             p = loan.patron
             title = self.biblios[loan.item.biblionumber - 1].title
@@ -1416,44 +1924,75 @@ class _Library:
             if p.wants_predue:
                 when = dt.datetime.combine(due_day - dt.timedelta(days=3), dt.time(6, 20))
                 if loan.issued < when < end:
-                    add(when, p, "PREDUE", "Courtesy notice",
-                        f"{title} (barcode {loan.item.barcode}) is due on {due_day:%m/%d/%Y}.")
+                    add(
+                        when,
+                        p,
+                        "PREDUE",
+                        "Courtesy notice",
+                        f"{title} (barcode {loan.item.barcode}) is due on {due_day:%m/%d/%Y}.",
+                    )
             when = dt.datetime.combine(due_day + dt.timedelta(days=7), dt.time(6, 30))
             if when < end:
-                add(when, p, "ODUE", "Overdue notice",
+                add(
+                    when,
+                    p,
+                    "ODUE",
+                    "Overdue notice",
                     f"According to our records, {title} (barcode {loan.item.barcode}) "
                     f"was due on {due_day:%m/%d/%Y}. Please return it as soon as possible.",
-                    sms=True)
+                    sms=True,
+                )
         for h in self.holds:
             if h.found in ("F", "W") and h.waitingdate:
                 when = _desk_time(rng, h.waitingdate)
                 if h.found == "F" and when >= h.timestamp:
                     when = h.timestamp - dt.timedelta(minutes=rng.randint(10, 120))
-                add(when, h.patron, "HOLD", "Hold available for pickup",
+                add(
+                    when,
+                    h.patron,
+                    "HOLD",
+                    "Hold available for pickup",
                     f"{h.biblio.title} is waiting for you at {branch_name[h.branch]}.",
-                    sms=True)
+                    sms=True,
+                )
 
         notes.sort(key=lambda n: (n[0], n[1], n[2], n[3]))
         for number, (when, bn, code, transport, subject, content, to, branch) in enumerate(
             notes, start=1
         ):
-            status, failure, updated = "sent", None, when + dt.timedelta(
-                seconds=rng.randint(60, 1800))
+            status, failure, updated = (
+                "sent",
+                None,
+                when + dt.timedelta(seconds=rng.randint(60, 1800)),
+            )
             if when >= self.cutoff - dt.timedelta(days=1) and rng.random() < 0.7:
                 status, updated = "pending", when
             elif updated >= self.cutoff:
                 status, updated = "pending", when
             elif transport == "email" and rng.random() < 0.015:
                 status, failure = "failed", "SENDMAIL"
-            sink.add("message_queue", {
-                "message_id": number, "letter_id": None, "borrowernumber": bn,
-                "subject": subject, "content": content, "metadata": None, "letter_code": code,
-                "message_transport_type": transport, "status": status, "time_queued": when,
-                "updated_on": updated, "to_address": to if transport == "email" else None,
-                "cc_address": None, "from_address": f"{branch.lower()}@library.example.org",
-                "reply_address": None, "content_type": 'text/plain; charset="UTF-8"',
-                "failure_code": failure,
-            })
+            sink.add(
+                "message_queue",
+                {
+                    "message_id": number,
+                    "letter_id": None,
+                    "borrowernumber": bn,
+                    "subject": subject,
+                    "content": content,
+                    "metadata": None,
+                    "letter_code": code,
+                    "message_transport_type": transport,
+                    "status": status,
+                    "time_queued": when,
+                    "updated_on": updated,
+                    "to_address": to if transport == "email" else None,
+                    "cc_address": None,
+                    "from_address": f"{branch.lower()}@library.example.org",
+                    "reply_address": None,
+                    "content_type": 'text/plain; charset="UTF-8"',
+                    "failure_code": failure,
+                },
+            )
 
     def _write_logs(self, sink: _Sink) -> None:
         rng = self.rng["logs"]
@@ -1469,71 +2008,200 @@ class _Library:
                 continue
             bn, row = p.borrowernumber, p.row
             if p.enrolled >= self.start:
-                info = {k: row[k] for k in ("cardnumber", "surname", "firstname", "email",
-                                            "categorycode", "branchcode")}
+                info = {
+                    k: row[k]
+                    for k in (
+                        "cardnumber",
+                        "surname",
+                        "firstname",
+                        "email",
+                        "categorycode",
+                        "branchcode",
+                    )
+                }
                 when = dt.datetime.combine(p.enrolled, dt.time(11, 29))
-                logs.append((when, staff_at(p.branch), "MEMBERS", "CREATE", bn,
-                             json.dumps(info, default=str), "intranet", None, None))
+                logs.append(
+                    (
+                        when,
+                        staff_at(p.branch),
+                        "MEMBERS",
+                        "CREATE",
+                        bn,
+                        json.dumps(info, default=str),
+                        "intranet",
+                        None,
+                        None,
+                    )
+                )
             if p.renewed and p.renewed >= self.start:
-                logs.append((_desk_time(rng, p.renewed), staff_at(p.branch), "MEMBERS", "RENEW",
-                             bn, "Membership renewed", "intranet", None, None))
+                logs.append(
+                    (
+                        _desk_time(rng, p.renewed),
+                        staff_at(p.branch),
+                        "MEMBERS",
+                        "RENEW",
+                        bn,
+                        "Membership renewed",
+                        "intranet",
+                        None,
+                        None,
+                    )
+                )
             window = self._window(p)
             if window and rng.random() < 0.3:
                 lo, hi = window
                 for _ in range(rng.randint(1, 2)):
                     day = lo + dt.timedelta(days=rng.randrange((hi - lo).days + 1))
                     field = rng.choice(("email", "phone", "address"))
-                    before = {"email": f"{_ascii(p.first)}{rng.randint(1, 999)}@example.com",
-                              "phone": self.phone(rng), "address": fake.street_address()}[field]
+                    before = {
+                        "email": f"{_ascii(p.first)}{rng.randint(1, 999)}@example.com",
+                        "phone": self.phone(rng),
+                        "address": fake.street_address(),
+                    }[field]
                     after = row[field] or ""
                     info = {field: {"before": before, "after": after}}
                     diff = {"D": {field: {"N": after, "O": before}}}
                     by_opac = rng.random() < 0.3
-                    logs.append((_desk_time(rng, day), bn if by_opac else staff_at(p.branch),
-                                 "MEMBERS", "MODIFY", bn, json.dumps(info),
-                                 "opac" if by_opac else "intranet", None, json.dumps(diff)))
+                    logs.append(
+                        (
+                            _desk_time(rng, day),
+                            bn if by_opac else staff_at(p.branch),
+                            "MEMBERS",
+                            "MODIFY",
+                            bn,
+                            json.dumps(info),
+                            "opac" if by_opac else "intranet",
+                            None,
+                            json.dumps(diff),
+                        )
+                    )
             if p.deleted_at:
                 info = {k: row[k] for k in ("cardnumber", "surname", "firstname")}
-                logs.append((p.deleted_at, staff_at(p.branch), "MEMBERS", "DELETE", bn,
-                             json.dumps(info), "intranet", None, None))
+                logs.append(
+                    (
+                        p.deleted_at,
+                        staff_at(p.branch),
+                        "MEMBERS",
+                        "DELETE",
+                        bn,
+                        json.dumps(info),
+                        "intranet",
+                        None,
+                        None,
+                    )
+                )
 
         for loan in self.loans:
             bn, item = loan.patron.borrowernumber, str(loan.item.itemnumber)
             if loan.issued >= self.log_from:
-                logs.append((loan.issued, loan.issuer_id or 0, "CIRCULATION", "ISSUE", bn, item,
-                             loan.interface, None, None))
+                logs.append(
+                    (
+                        loan.issued,
+                        loan.issuer_id or 0,
+                        "CIRCULATION",
+                        "ISSUE",
+                        bn,
+                        item,
+                        loan.interface,
+                        None,
+                        None,
+                    )
+                )
             for when, how in loan.renewals:
                 if when >= self.log_from:
                     user = bn if how == "opac" else 0 if how == "cron" else loan.issuer_id or 0
-                    logs.append((when, user, "CIRCULATION", "RENEWAL", bn, item, how,
-                                 "automatic_renewals.pl" if how == "cron" else None, None))
+                    logs.append(
+                        (
+                            when,
+                            user,
+                            "CIRCULATION",
+                            "RENEWAL",
+                            bn,
+                            item,
+                            how,
+                            "automatic_renewals.pl" if how == "cron" else None,
+                            None,
+                        )
+                    )
             if loan.returned and loan.returned >= self.log_from:
-                logs.append((loan.returned, staff_at(loan.checkin_branch), "CIRCULATION",
-                             "RETURN", bn, item, "intranet", None, None))
+                logs.append(
+                    (
+                        loan.returned,
+                        staff_at(loan.checkin_branch),
+                        "CIRCULATION",
+                        "RETURN",
+                        bn,
+                        item,
+                        "intranet",
+                        None,
+                        None,
+                    )
+                )
             if loan.fine is not None:
                 title = self.biblios[loan.item.biblionumber - 1].title
-                info = {"action": "create_fee", "borrowernumber": bn,
-                        "amount": str(loan.fine), "description": title,
-                        "itemnumber": loan.item.itemnumber, "issue_id": loan.issue_id}
-                logs.append((loan.fine_date, 0, "FINES", "CREATE", bn, json.dumps(info), "cron",
-                             "fines.pl", None))
+                info = {
+                    "action": "create_fee",
+                    "borrowernumber": bn,
+                    "amount": str(loan.fine),
+                    "description": title,
+                    "itemnumber": loan.item.itemnumber,
+                    "issue_id": loan.issue_id,
+                }
+                logs.append(
+                    (
+                        loan.fine_date,
+                        0,
+                        "FINES",
+                        "CREATE",
+                        bn,
+                        json.dumps(info),
+                        "cron",
+                        "fines.pl",
+                        None,
+                    )
+                )
                 if loan.paid_at:
-                    info = {"action": "create_payment", "borrowernumber": bn,
-                            "amount": str(-loan.fine), "payment_type": loan.pay_type,
-                            "manager_id": loan.pay_manager}
-                    logs.append((loan.paid_at, loan.pay_manager or 0, "FINES", "PAYMENT", bn,
-                                 json.dumps(info),
-                                 "sip" if loan.pay_type == "SIP00" else "intranet", None, None))
+                    info = {
+                        "action": "create_payment",
+                        "borrowernumber": bn,
+                        "amount": str(-loan.fine),
+                        "payment_type": loan.pay_type,
+                        "manager_id": loan.pay_manager,
+                    }
+                    logs.append(
+                        (
+                            loan.paid_at,
+                            loan.pay_manager or 0,
+                            "FINES",
+                            "PAYMENT",
+                            bn,
+                            json.dumps(info),
+                            "sip" if loan.pay_type == "SIP00" else "intranet",
+                            None,
+                            None,
+                        )
+                    )
 
         logs.sort(key=lambda x: (x[0], x[4], x[2], x[3]))
         for number, (when, user, module, action, obj, info, interface, script, diff) in enumerate(
             logs, start=1
         ):
-            sink.add("action_logs", {
-                "action_id": number, "timestamp": when, "user": user, "module": module,
-                "action": action, "object": obj, "info": info, "interface": interface,
-                "script": script, "trace": None, "diff": diff,
-            })
+            sink.add(
+                "action_logs",
+                {
+                    "action_id": number,
+                    "timestamp": when,
+                    "user": user,
+                    "module": module,
+                    "action": action,
+                    "object": obj,
+                    "info": info,
+                    "interface": interface,
+                    "script": script,
+                    "trace": None,
+                    "diff": diff,
+                },
+            )
 
 
 # --- public API -------------------------------------------------------------------------------
@@ -1542,9 +2210,10 @@ class _Library:
 def _check_empty(conn: Connection) -> None:
     present = set(inspect(conn).get_table_names())
     for table in schema.metadata.sorted_tables:
-        if table.name in present and conn.execute(
-            select(func.count()).select_from(table)
-        ).scalar_one():
+        if (
+            table.name in present
+            and conn.execute(select(func.count()).select_from(table)).scalar_one()
+        ):
             raise ValueError(f"refusing to build into a non-empty database ({table.name} has rows)")
 
 
@@ -1583,8 +2252,10 @@ def build_koha(
         lib.make_searches()
         lib.delete_some()
         counts = lib.write(conn, batch_size)
-    log.info("synthetic Koha library built: %s",
-             ", ".join(f"{name}={n}" for name, n in sorted(counts.items())))
+    log.info(
+        "synthetic Koha library built: %s",
+        ", ".join(f"{name}={n}" for name, n in sorted(counts.items())),
+    )
     return counts
 
 
