@@ -104,9 +104,7 @@ def koha_nightly_retention():
         context["ti"].xcom_push(key="verification", value=results)
         failed = pipeline.failed_categories(results)
         if failed and not effective_dry_run(context):
-            raise pipeline.VerificationFailed(
-                "still identifying past window: " + ", ".join(failed)
-            )
+            raise pipeline.VerificationFailed("still identifying past window: " + ", ".join(failed))
         return results
 
     @task(task_id="write_audit_rows", trigger_rule="all_done")
@@ -116,8 +114,10 @@ def koha_nightly_retention():
         run, context = _run()
         ti = context["ti"]
         enforced = ti.xcom_pull(task_ids="enforce_retention_policy") or []
-        verified = ti.xcom_pull(task_ids="verify_nothing_past_its_window_identifies",
-                                key="verification") or []
+        verified = (
+            ti.xcom_pull(task_ids="verify_nothing_past_its_window_identifies", key="verification")
+            or []
+        )
         return pipeline.record_audit(run, [*enforced, *verified], context["run_id"])
 
     enforced = enforce(record_facts())

@@ -53,7 +53,9 @@ def summary(run_id: str | None = None) -> tuple[str, bool]:
         lines.append(f"{name:34} {done:>10} {verb:12} {sum(kept.values()):>8}  {why}")
     ok = True
     if checks:
-        bad = [f"{r['source']}.{r['category']} ({r['remaining']})" for r in checks if r["remaining"]]
+        bad = [
+            f"{r['source']}.{r['category']} ({r['remaining']})" for r in checks if r["remaining"]
+        ]
         ok = not bad
         lines.append("")
         lines.append(

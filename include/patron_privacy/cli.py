@@ -39,7 +39,17 @@ def _source(text: str) -> str:
 
 
 def format_results(results: list[dict]) -> str:
-    head = ("category", "mode", "action", "cutoff", "matched", "changed", "kept", "remaining", "errors")
+    head = (
+        "category",
+        "mode",
+        "action",
+        "cutoff",
+        "matched",
+        "changed",
+        "kept",
+        "remaining",
+        "errors",
+    )
     rows = [
         (
             f"{r['source']}.{r['category']}",
@@ -91,8 +101,10 @@ def cmd_enforce(args) -> int:
         print(json.dumps({"run_id": run_id, "results": results}, default=str))
     failed = [] if args.dry_run else pipeline.failed_categories(results)
     if failed:
-        print(f"error: verification failed: still identifying past window: {', '.join(failed)}",
-              file=sys.stderr)
+        print(
+            f"error: verification failed: still identifying past window: {', '.join(failed)}",
+            file=sys.stderr,
+        )
         return EXIT_FINDINGS
     return 0
 
@@ -108,8 +120,10 @@ def cmd_verify(args) -> int:
     print(format_results(results))
     failed = pipeline.failed_categories(results)
     if failed:
-        print(f"error: compliance findings: past window and still identifying: {', '.join(failed)}",
-              file=sys.stderr)
+        print(
+            f"error: compliance findings: past window and still identifying: {', '.join(failed)}",
+            file=sys.stderr,
+        )
         return EXIT_FINDINGS
     print("verification passed: nothing past its window still identifies a patron")
     return 0
@@ -153,24 +167,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log progress (counts only)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    d = sub.add_parser("demo-data", help="build a synthetic library into koha_db",
-                       description="Build a deterministic synthetic library (Koha schema).")
+    d = sub.add_parser(
+        "demo-data",
+        help="build a synthetic library into koha_db",
+        description="Build a deterministic synthetic library (Koha schema).",
+    )
     d.add_argument("--patrons", type=int, default=2000)
     d.add_argument("--years", type=int, default=3)
     d.add_argument("--seed", type=int, default=11)
-    d.add_argument("--as-of", type=_date, default=None,
-                   help="last day of the synthetic history (default: today)")
+    d.add_argument(
+        "--as-of",
+        type=_date,
+        default=None,
+        help="last day of the synthetic history (default: today)",
+    )
     d.set_defaults(func=cmd_demo_data)
 
-    pol = sub.add_parser("policy", help="show or check a retention policy",
-                         description="Show or check a retention policy file.")
+    pol = sub.add_parser(
+        "policy",
+        help="show or check a retention policy",
+        description="Show or check a retention policy file.",
+    )
     psub = pol.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
-    show = psub.add_parser("show", help="print the schedule as a table",
-                           description="Print the retention schedule as a table.")
+    show = psub.add_parser(
+        "show",
+        help="print the schedule as a table",
+        description="Print the retention schedule as a table.",
+    )
     show.add_argument("--policy", default=None, help="policy file (default: the shipped one)")
     show.set_defaults(func=cmd_policy_show)
-    check = psub.add_parser("check", help="validate a policy file, listing every error",
-                            description="Validate a policy file; exit 2 listing every error.")
+    check = psub.add_parser(
+        "check",
+        help="validate a policy file, listing every error",
+        description="Validate a policy file; exit 2 listing every error.",
+    )
     check.add_argument("file")
     check.set_defaults(func=cmd_policy_check)
 
@@ -178,25 +208,40 @@ def build_parser() -> argparse.ArgumentParser:
         ("enforce", cmd_enforce, "apply the retention policy to a source"),
         ("verify", cmd_verify, "count records past their window that still identify a patron"),
     ):
-        e = sub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".")
+        e = sub.add_parser(
+            name, help=helptext, description=helptext[0].upper() + helptext[1:] + "."
+        )
         e.add_argument("--source", type=_source, required=True)
-        e.add_argument("--as-of", type=_date, required=True,
-                       help="YYYY-MM-DD: midnight starting that day, library time")
+        e.add_argument(
+            "--as-of",
+            type=_date,
+            required=True,
+            help="YYYY-MM-DD: midnight starting that day, library time",
+        )
         e.add_argument("--policy", default=None, help="policy file (default: the shipped one)")
         e.add_argument("--run-id", default=None, help="id written on the audit rows")
         if name == "enforce":
-            e.add_argument("--dry-run", action="store_true",
-                           help="report what would change, per category and blocker; change nothing")
+            e.add_argument(
+                "--dry-run",
+                action="store_true",
+                help="report what would change, per category and blocker; change nothing",
+            )
             e.add_argument("--json", action="store_true", help="also print the results as JSON")
         e.set_defaults(func=func)
 
-    s = sub.add_parser("summary", help="summarize a run from its audit rows",
-                       description="Summarize a run (default: the latest) from the audit rows.")
+    s = sub.add_parser(
+        "summary",
+        help="summarize a run from its audit rows",
+        description="Summarize a run (default: the latest) from the audit rows.",
+    )
     s.add_argument("--run-id", default=None)
     s.set_defaults(func=cmd_summary)
 
-    b = sub.add_parser("bench", help="benchmark the engine against raw SQL on MariaDB",
-                       description="Benchmark the engine against the raw-SQL floor on MariaDB.")
+    b = sub.add_parser(
+        "bench",
+        help="benchmark the engine against raw SQL on MariaDB",
+        description="Benchmark the engine against the raw-SQL floor on MariaDB.",
+    )
     b.add_argument("--url", default="mysql+pymysql://root@127.0.0.1:3306/pp_bench")
     b.add_argument("--rows", type=int, default=5_000_000)
     b.add_argument("--past", type=int, default=1_000_000)

@@ -231,7 +231,9 @@ def hold_expr(rule: Rule, holds: Sequence[Hold]) -> ColumnElement[bool]:
     return or_(false(), *terms)
 
 
-def blocker_exprs(rule: Rule, ctx: Context, holds: Sequence[Hold]) -> list[tuple[str, ColumnElement]]:
+def blocker_exprs(
+    rule: Rule, ctx: Context, holds: Sequence[Hold]
+) -> list[tuple[str, ColumnElement]]:
     """Blockers in priority order; a record is counted under the first that keeps it."""
     out = [(LEGAL_HOLD, hold_expr(rule, holds))]
     for name in rule.blockers:
@@ -292,9 +294,7 @@ def check_schema(conn: Connection, rules: Sequence[Rule], ctx: Context) -> None:
                 missing.append(f"column {table}.{col} (needed by {rule.category.name})")
     if missing:
         source = rules[0].category.source if rules else "?"
-        raise SourceSchemaError(
-            f"source {source} is missing " + "; ".join(dict.fromkeys(missing))
-        )
+        raise SourceSchemaError(f"source {source} is missing " + "; ".join(dict.fromkeys(missing)))
 
 
 def classify(conn: Connection, rule: Rule, ctx: Context) -> tuple[dict[str, int], int]:

@@ -92,7 +92,9 @@ def _check_rule(i: int, raw, problems: list[str]) -> RuleSpec | None:
         return None
     known = {"category", "source", "window", "action", "blockers", "basis", "why", "fields"}
     for extra in sorted(set(raw) - known):
-        problems.append(f"{where}.{extra}: unknown field (expected one of {', '.join(sorted(known))})")
+        problems.append(
+            f"{where}.{extra}: unknown field (expected one of {', '.join(sorted(known))})"
+        )
     source = raw.get("source")
     if source not in sources.SOURCES:
         problems.append(
@@ -115,7 +117,9 @@ def _check_rule(i: int, raw, problems: list[str]) -> RuleSpec | None:
         problems.append(f"{where}.window: {exc}")
     action = raw.get("action")
     if action not in ACTIONS:
-        problems.append(f"{where}.action: unknown action {action!r} (expected one of {', '.join(ACTIONS)})")
+        problems.append(
+            f"{where}.action: unknown action {action!r} (expected one of {', '.join(ACTIONS)})"
+        )
     elif cat is not None and action not in cat.actions:
         problems.append(
             f"{where}.action: {action!r} is not possible for {name} "
@@ -192,7 +196,9 @@ def parse_policy(text: str, path: str = "<policy>") -> Policy:
             continue
         k = (r.source, r.category)
         if k in seen:
-            problems.append(f"rules[{i}].category: {r.category} already has a rule (rules[{seen[k]}])")
+            problems.append(
+                f"rules[{i}].category: {r.category} already has a rule (rules[{seen[k]}])"
+            )
         seen[k] = i
     source_options = data.get("sources") or {}
     if not isinstance(source_options, dict):
@@ -240,7 +246,9 @@ def schedule_table(policy: Policy) -> str:
         then = r.action if r.action != "strip" else f"strip {', '.join(r.fields)}"
         unless = ", ".join(b.replace("_", " ") for b in r.blockers)
         rows.append((str(i), r.source, cat.description, r.window.describe(), then, unless))
-        notes.append(f"{i}. {cat.description} ({r.source}.{r.category}): {r.why}\n   Basis: {r.basis}")
+        notes.append(
+            f"{i}. {cat.description} ({r.source}.{r.category}): {r.why}\n   Basis: {r.basis}"
+        )
     widths = [max(len(x[i]) for x in [header, *rows]) for i in range(len(header))]
 
     def fmt(row):

@@ -7,12 +7,11 @@ import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, text
-
 from koha_builders import AS_OF, T, add_fine, add_old_issue, add_patron, make_koha
 from patron_privacy import connections
 from patron_privacy.cli import main
 from patron_privacy.warehouse import circulation_facts, retention_audit
+from sqlalchemy import select, text
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +29,9 @@ def koha_maria(mariadb_url, home, monkeypatch):
 
 def _loans(eng):
     with eng.connect() as c:
-        return dict(c.execute(select(T["old_issues"].c.issue_id, T["old_issues"].c.borrowernumber)).all())
+        return dict(
+            c.execute(select(T["old_issues"].c.issue_id, T["old_issues"].c.borrowernumber)).all()
+        )
 
 
 def test_cli_enforce_then_verify_on_mariadb(koha_maria, home, capsys):
@@ -45,12 +46,22 @@ def test_cli_enforce_then_verify_on_mariadb(koha_maria, home, capsys):
         add_fine(c, 1, 10, 4, 3.0, AS_OF - timedelta(days=80))
         # MariaDB zero dates: data errors, never "very old".
         c.execute(text("SET SESSION sql_mode=''"))
-        c.execute(text("INSERT INTO old_issues (issue_id, borrowernumber, itemnumber, issuedate, "
-                       "returndate) VALUES (5, 10, 1, '2020-01-01', '0000-00-00 00:00:00')"))
-        c.execute(text("INSERT INTO search_history (userid, sessionid, query_desc, query_cgi, "
-                       "total, time) VALUES (10, 's', 'q', 'q', 0, '0000-00-00 00:00:00')"))
+        c.execute(
+            text(
+                "INSERT INTO old_issues (issue_id, borrowernumber, itemnumber, issuedate, "
+                "returndate) VALUES (5, 10, 1, '2020-01-01', '0000-00-00 00:00:00')"
+            )
+        )
+        c.execute(
+            text(
+                "INSERT INTO search_history (userid, sessionid, query_desc, query_cgi, "
+                "total, time) VALUES (10, 's', 'q', 'q', 0, '0000-00-00 00:00:00')"
+            )
+        )
 
-    assert main(["enforce", "--source", "koha", "--as-of", "2026-11-30", "--dry-run", "--json"]) == 0
+    assert (
+        main(["enforce", "--source", "koha", "--as-of", "2026-11-30", "--dry-run", "--json"]) == 0
+    )
     out = capsys.readouterr().out
     dry = {r["category"]: r for r in json.loads(out.strip().splitlines()[-1])["results"]}
     assert dry["returned_loans"]["remaining"] == 1
@@ -68,10 +79,23 @@ def test_cli_enforce_then_verify_on_mariadb(koha_maria, home, capsys):
 
     w = connections.engine_for("warehouse_db")
     with w.connect() as c:
-        rows = c.execute(select(retention_audit).where(retention_audit.c.run_id == "r1")).mappings().all()
+        rows = (
+            c.execute(select(retention_audit).where(retention_audit.c.run_id == "r1"))
+            .mappings()
+            .all()
+        )
         assert {r["category"] for r in rows} == set(
-            ["returned_loans", "hold_history", "settled_fines", "circulation_statistics",
-             "opac_search_history", "notices", "patron_action_logs", "expired_patrons"])
+            [
+                "returned_loans",
+                "hold_history",
+                "settled_fines",
+                "circulation_statistics",
+                "opac_search_history",
+                "notices",
+                "patron_action_logs",
+                "expired_patrons",
+            ]
+        )
         assert all(r["remaining"] == 0 for r in rows)
         facts = c.execute(select(circulation_facts)).mappings().all()
     # Loans returned before the as-of got facts (4 valid return dates, the zero date too
@@ -83,8 +107,11 @@ def test_cli_enforce_then_verify_on_mariadb(koha_maria, home, capsys):
     assert main(["enforce", "--source", "koha", "--as-of", "2026-11-30", "--run-id", "r2"]) == 0
     with w.connect() as c:
         assert len(c.execute(select(circulation_facts)).all()) == len(facts)
-        changed = c.execute(select(retention_audit.c.changed).where(
-            retention_audit.c.run_id == "r2")).scalars().all()
+        changed = (
+            c.execute(select(retention_audit.c.changed).where(retention_audit.c.run_id == "r2"))
+            .scalars()
+            .all()
+        )
     assert set(changed) == {0}
 
 
@@ -93,7 +120,9 @@ def test_missing_anonymous_patron_stops_before_any_change(koha_maria, capsys):
     with eng.begin() as c:
         add_patron(c, 10)
         add_old_issue(c, 1, 10, AS_OF - timedelta(days=40))
-        c.execute(text("UPDATE systempreferences SET value='4242' WHERE variable='AnonymousPatron'"))
+        c.execute(
+            text("UPDATE systempreferences SET value='4242' WHERE variable='AnonymousPatron'")
+        )
     assert main(["enforce", "--source", "koha", "--as-of", "2026-11-30"]) == 2
     assert "4242 does not exist" in capsys.readouterr().err
     assert _loans(eng) == {1: 10}

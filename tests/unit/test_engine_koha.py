@@ -7,15 +7,20 @@ import dataclasses
 from datetime import date, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, update
-
 from koha_builders import AS_OF, T, add_fine, add_old_issue, add_patron, make_koha
 from patron_privacy import connections
-from patron_privacy.engine import Context, SourceSchemaError, check_schema, enforce_rule, inspect_rule
+from patron_privacy.engine import (
+    Context,
+    SourceSchemaError,
+    check_schema,
+    enforce_rule,
+    inspect_rule,
+)
 from patron_privacy.facts import Pseudonymizer
 from patron_privacy.policy import load_policy
 from patron_privacy.sources.base import SourceConfigError
 from patron_privacy.sources.koha.connector import CONNECTOR
+from sqlalchemy import func, select, update
 
 RULES = {r.category.name: r for r in load_policy().rules_for("koha")}
 KEYS = Pseudonymizer({str(y): f"key-{y}" for y in range(2000, 2030)})
@@ -41,26 +46,31 @@ def koha(tmp_path):
 
 def loans(eng):
     with eng.connect() as c:
-        return dict(c.execute(select(T["old_issues"].c.issue_id, T["old_issues"].c.borrowernumber)).all())
+        return dict(
+            c.execute(select(T["old_issues"].c.issue_id, T["old_issues"].c.borrowernumber)).all()
+        )
 
 
 def test_returned_loans_window_and_blockers(koha):
     with koha.begin() as c:
         add_patron(c, 10)
         add_patron(c, 11, privacy=0)
-        add_old_issue(c, 1, 10, AS_OF - timedelta(days=40))   # eligible
-        add_old_issue(c, 2, 10, AS_OF - timedelta(days=29))   # inside window
+        add_old_issue(c, 1, 10, AS_OF - timedelta(days=40))  # eligible
+        add_old_issue(c, 2, 10, AS_OF - timedelta(days=29))  # inside window
         add_old_issue(c, 3, 11, AS_OF - timedelta(days=400))  # keep history
-        add_old_issue(c, 4, 10, AS_OF - timedelta(days=60))   # fine owed on it
-        add_old_issue(c, 5, 10, AS_OF - timedelta(days=60))   # fine paid
-        add_old_issue(c, 6, 10, None)                          # bad data
-        add_old_issue(c, 7, 10, AS_OF + timedelta(days=1))    # after as-of
+        add_old_issue(c, 4, 10, AS_OF - timedelta(days=60))  # fine owed on it
+        add_old_issue(c, 5, 10, AS_OF - timedelta(days=60))  # fine paid
+        add_old_issue(c, 6, 10, None)  # bad data
+        add_old_issue(c, 7, 10, AS_OF + timedelta(days=1))  # after as-of
         add_fine(c, 1, 10, 4, 2.5, AS_OF - timedelta(days=60))
         add_fine(c, 2, 10, 5, 0, AS_OF - timedelta(days=60))
     context, facts = ctx()
     dry = inspect_rule(koha, RULES["returned_loans"], context, "dry_run")
     assert (dry.remaining, dry.kept, dry.data_errors) == (
-        2, {"keep_history": 1, "outstanding_balance": 1}, 1)
+        2,
+        {"keep_history": 1, "outstanding_balance": 1},
+        1,
+    )
     assert loans(koha)[1] == 10, "a dry run changes nothing"
 
     res = enforce_rule(koha, RULES["returned_loans"], context, batch_size=1)
@@ -81,8 +91,13 @@ def test_legal_hold_keeps_records_and_binds_mid_run(koha):
     holds: list = []
     context, _ = ctx(holds=holds)
     # The hold on patron 12 arrives after the first batch: later batches honour it.
-    res = enforce_rule(koha, RULES["returned_loans"], context, batch_size=3,
-                       after_batch=lambda n: holds.append(Hold("12")) if n == 1 else None)
+    res = enforce_rule(
+        koha,
+        RULES["returned_loans"],
+        context,
+        batch_size=3,
+        after_batch=lambda n: holds.append(Hold("12")) if n == 1 else None,
+    )
     state = loans(koha)
     first_batch = [1, 2, 3]
     assert all(state[i] == 1 for i in first_batch)
@@ -168,22 +183,42 @@ def test_expired_patron_anonymized_like_koha_unless_blocked(koha):
         add_patron(c, 11, dateexpiry=old, protected=1)
         add_patron(c, 12, dateexpiry=old)
         add_patron(c, 13, dateexpiry=date(2024, 1, 1))  # expired, but not 3 years ago
-        add_patron(c, 14, dateexpiry=None)               # never expires
+        add_patron(c, 14, dateexpiry=None)  # never expires
         add_patron(c, 15, dateexpiry=old)
         add_fine(c, 1, 15, None, 5.0, datetime(2021, 6, 1))
-        c.execute(T["issues"].insert(), [{"borrowernumber": 12, "itemnumber": 9,
-                                          "issuedate": datetime(2021, 12, 1)}])
+        c.execute(
+            T["issues"].insert(),
+            [{"borrowernumber": 12, "itemnumber": 9, "issuedate": datetime(2021, 12, 1)}],
+        )
     context, _ = ctx()
     res = enforce_rule(koha, RULES["expired_patrons"], context)
-    assert res.changed == 1 and res.kept == {"open_loan": 1, "outstanding_balance": 1, "protected": 1}
+    assert res.changed == 1 and res.kept == {
+        "open_loan": 1,
+        "outstanding_balance": 1,
+        "protected": 1,
+    }
     with koha.connect() as c:
         b = T["borrowers"]
         row = c.execute(select(b).where(b.c.borrowernumber == 10)).mappings().one()
         assert row["anonymized"] == 1
-        assert all(row[k] in (None, "") for k in ("surname", "firstname", "email", "cardnumber",
-                                                  "dateofbirth", "address", "phone", "userid"))
-        untouched = c.execute(select(func.count()).select_from(b).where(
-            b.c.borrowernumber.in_([11, 12, 13, 14, 15]), b.c.anonymized == 0)).scalar()
+        assert all(
+            row[k] in (None, "")
+            for k in (
+                "surname",
+                "firstname",
+                "email",
+                "cardnumber",
+                "dateofbirth",
+                "address",
+                "phone",
+                "userid",
+            )
+        )
+        untouched = c.execute(
+            select(func.count())
+            .select_from(b)
+            .where(b.c.borrowernumber.in_([11, 12, 13, 14, 15]), b.c.anonymized == 0)
+        ).scalar()
         assert untouched == 5
 
 
@@ -191,28 +226,64 @@ def test_deletes_and_strips(koha):
     sh, mq = T["search_history"], T["message_queue"]
     with koha.begin() as c:
         add_patron(c, 10)
-        c.execute(sh.insert(), [
-            {"id": 1, "userid": 10, "sessionid": "s", "query_desc": "q", "query_cgi": "q",
-             "total": 1, "time": AS_OF - timedelta(days=2)},
-            {"id": 2, "userid": 10, "sessionid": "s", "query_desc": "q", "query_cgi": "q",
-             "total": 1, "time": AS_OF - timedelta(hours=3)},
-        ])
-        c.execute(mq.insert(), [
-            {"message_id": 1, "borrowernumber": 10, "subject": "s", "content": "c",
-             "message_transport_type": "email", "status": "sent",
-             "time_queued": AS_OF - timedelta(days=45)},
-            {"message_id": 2, "borrowernumber": 10, "subject": "s", "content": "c",
-             "message_transport_type": "email", "status": "pending",
-             "time_queued": AS_OF - timedelta(days=45)},
-        ])
+        c.execute(
+            sh.insert(),
+            [
+                {
+                    "id": 1,
+                    "userid": 10,
+                    "sessionid": "s",
+                    "query_desc": "q",
+                    "query_cgi": "q",
+                    "total": 1,
+                    "time": AS_OF - timedelta(days=2),
+                },
+                {
+                    "id": 2,
+                    "userid": 10,
+                    "sessionid": "s",
+                    "query_desc": "q",
+                    "query_cgi": "q",
+                    "total": 1,
+                    "time": AS_OF - timedelta(hours=3),
+                },
+            ],
+        )
+        c.execute(
+            mq.insert(),
+            [
+                {
+                    "message_id": 1,
+                    "borrowernumber": 10,
+                    "subject": "s",
+                    "content": "c",
+                    "message_transport_type": "email",
+                    "status": "sent",
+                    "time_queued": AS_OF - timedelta(days=45),
+                },
+                {
+                    "message_id": 2,
+                    "borrowernumber": 10,
+                    "subject": "s",
+                    "content": "c",
+                    "message_transport_type": "email",
+                    "status": "pending",
+                    "time_queued": AS_OF - timedelta(days=45),
+                },
+            ],
+        )
         add_old_issue(c, 1, 10, AS_OF - timedelta(days=3), note="free text")
         add_old_issue(c, 2, 10, AS_OF - timedelta(days=1), note="free text")
     context, _ = ctx()
     assert enforce_rule(koha, RULES["opac_search_history"], context).changed == 1
     res = enforce_rule(koha, RULES["notices"], context)
     assert res.changed == 1 and res.kept == {"pending_notice": 1}
-    strip = dataclasses.replace(RULES["returned_loans"], action="strip", fields=("note",),
-                                cutoff_delta=RULES["opac_search_history"].cutoff_delta)
+    strip = dataclasses.replace(
+        RULES["returned_loans"],
+        action="strip",
+        fields=("note",),
+        cutoff_delta=RULES["opac_search_history"].cutoff_delta,
+    )
     assert enforce_rule(koha, strip, context).changed == 1
     with koha.connect() as c:
         assert c.execute(select(sh.c.id)).scalars().all() == [2]

@@ -3,13 +3,16 @@ the field path, all of them in one pass."""
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 import yaml
-
 from patron_privacy.cli import main
-from patron_privacy.policy import DEFAULT_POLICY, PolicyError, load_policy, parse_policy, schedule_table
+from patron_privacy.policy import (
+    DEFAULT_POLICY,
+    PolicyError,
+    load_policy,
+    parse_policy,
+    schedule_table,
+)
 
 SHIPPED = DEFAULT_POLICY.read_text()
 
@@ -40,12 +43,24 @@ def _mutate(fn) -> str:
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda d: d["rules"][0].update(category="loans_ever"), "rules[0].category: unknown category"),
+        (
+            lambda d: d["rules"][0].update(category="loans_ever"),
+            "rules[0].category: unknown category",
+        ),
         (lambda d: d["rules"][1].update(action="shred"), "rules[1].action: unknown action 'shred'"),
-        (lambda d: d["rules"][2].update(window="thirty days"), "rules[2].window: expected an ISO 8601"),
+        (
+            lambda d: d["rules"][2].update(window="thirty days"),
+            "rules[2].window: expected an ISO 8601",
+        ),
         (lambda d: d["rules"][3].update(window="P"), "rules[3].window"),
-        (lambda d: d["rules"][0].update(blockers=["moon_phase"]), "rules[0].blockers[0]: unknown blocker"),
-        (lambda d: d["rules"][4].update(action="anonymize"), "rules[4].action: 'anonymize' is not possible"),
+        (
+            lambda d: d["rules"][0].update(blockers=["moon_phase"]),
+            "rules[0].blockers[0]: unknown blocker",
+        ),
+        (
+            lambda d: d["rules"][4].update(action="anonymize"),
+            "rules[4].action: 'anonymize' is not possible",
+        ),
         (lambda d: d["rules"][0].update(action="strip"), "rules[0].fields: action strip needs"),
         (lambda d: d["rules"][0].pop("why"), "rules[0].why: required"),
         (lambda d: d["rules"][0].update(source="folio"), "rules[0].source: unknown source"),
@@ -113,12 +128,16 @@ def test_cli_policy_check_missing_file(tmp_path, capsys):
 
 
 def test_cli_help_on_each_command(capsys):
-    for argv in (["--help"], ["enforce", "--help"], ["verify", "--help"], ["policy", "show", "--help"],
-                 ["policy", "check", "--help"], ["demo-data", "--help"], ["bench", "--help"]):
+    for argv in (
+        ["--help"],
+        ["enforce", "--help"],
+        ["verify", "--help"],
+        ["policy", "show", "--help"],
+        ["policy", "check", "--help"],
+        ["demo-data", "--help"],
+        ["bench", "--help"],
+    ):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 0
     assert "--dry-run" in capsys.readouterr().out
-
-
-textwrap  # keeps the import for readers composing YAML by hand

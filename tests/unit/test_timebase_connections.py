@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-
 from patron_privacy import connections
 from patron_privacy.timebase import as_of_from_date, as_of_from_instant, parse_duration
 
@@ -50,23 +49,32 @@ def test_uri_form(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_KOHA_DB", "mysql://root:s%40cret@127.0.0.1:3306/koha")
     c = connections.get_conn("koha_db")
     assert (c.conn_type, c.host, c.login, c.password, c.port, c.schema) == (
-        "mysql", "127.0.0.1", "root", "s@cret", 3306, "koha")
+        "mysql",
+        "127.0.0.1",
+        "root",
+        "s@cret",
+        3306,
+        "koha",
+    )
     url = connections.sqlalchemy_url(c)
     assert url.drivername == "mysql+pymysql" and url.database == "koha"
     assert "s@cret" not in connections.describe("koha_db")
 
 
 def test_json_form_sqlite_names_file_in_host(monkeypatch, tmp_path):
-    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DB",
-                       f'{{"conn_type": "sqlite", "host": "{tmp_path}/w.db"}}')
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WAREHOUSE_DB", f'{{"conn_type": "sqlite", "host": "{tmp_path}/w.db"}}'
+    )
     url = connections.sqlalchemy_url(connections.get_conn("warehouse_db"))
     assert url.drivername == "sqlite" and url.database == f"{tmp_path}/w.db"
 
 
 def test_postgres_and_extra(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_EVERGREEN_DB",
-                       '{"conn_type": "postgres", "host": "db", "login": "eg", "schema": "evergreen",'
-                       ' "port": 5432, "extra": {"sslmode": "disable"}}')
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_EVERGREEN_DB",
+        '{"conn_type": "postgres", "host": "db", "login": "eg", "schema": "evergreen",'
+        ' "port": 5432, "extra": {"sslmode": "disable"}}',
+    )
     c = connections.get_conn("evergreen_db")
     assert c.extra == {"sslmode": "disable"}
     assert connections.sqlalchemy_url(c).drivername == "postgresql+psycopg2"

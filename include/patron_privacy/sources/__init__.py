@@ -21,5 +21,7 @@ def connector(name: str) -> Connector:
     try:
         module = SOURCES[name]
     except KeyError:
-        raise ValueError(f"unknown source {name!r} (expected one of {', '.join(SOURCES)})") from None
+        raise ValueError(
+            f"unknown source {name!r} (expected one of {', '.join(SOURCES)})"
+        ) from None
     return importlib.import_module(module).CONNECTOR

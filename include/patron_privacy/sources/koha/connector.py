@@ -157,7 +157,9 @@ def extract_facts(engine: Engine, ctx: Context, since: datetime | None, batch_si
     while True:
         q = base if lo is None else base.where(old_issues.c.issue_id > lo)
         with engine.connect() as conn:
-            rows = conn.execute(q.order_by(old_issues.c.issue_id).limit(batch_size)).mappings().all()
+            rows = (
+                conn.execute(q.order_by(old_issues.c.issue_id).limit(batch_size)).mappings().all()
+            )
         if not rows:
             return written
         written += ctx.facts_sink([_to_fact(r, ctx) for r in rows])
@@ -362,4 +364,3 @@ CONNECTOR = Connector(
     extract_facts=extract_facts,
     default_options={"anonymous_patron": "preference", "batch_size": 10_000},
 )
-
