@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from patron_privacy import connections
 from patron_privacy.warehouse import circulation_facts
@@ -94,23 +94,31 @@ def new_key_file(path: Path, periods: Iterable[str]) -> None:
     tmp.replace(path)
 
 
+def _insert_ignoring_duplicates(wconn: Connection, table, rows: list[dict]) -> int:
+    """One statement per chunk that skips keys already present: reruns write nothing twice."""
+    dialect = wconn.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: PLC0415
+
+        stmt = pg_insert(table).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        stmt = table.insert().prefix_with("OR IGNORE")
+    elif dialect in ("mysql", "mariadb"):
+        stmt = table.insert().prefix_with("IGNORE")
+    else:  # pragma: no cover - every warehouse backend we support is above
+        raise RuntimeError(f"unsupported warehouse backend {dialect}")
+    # rowcount of a many-row insert is the rows actually inserted on these
+    # drivers; where a driver cannot tell (-1), report the rows offered.
+    n = wconn.execute(stmt, rows).rowcount
+    return n if n is not None and n >= 0 else len(rows)
+
+
 def write_circulation_facts(wconn: Connection, rows: list[dict]) -> int:
-    """Insert facts whose keys are new; a rerun writes nothing twice."""
+    """Insert facts whose keys are new; returns how many were new."""
     if not rows:
         return 0
-    keys = [r["fact_key"] for r in rows]
-    existing: set[str] = set()
-    for i in range(0, len(keys), 500):
-        chunk = keys[i : i + 500]
-        existing.update(
-            wconn.execute(
-                select(circulation_facts.c.fact_key).where(circulation_facts.c.fact_key.in_(chunk))
-            ).scalars()
-        )
-    fresh = [r for r in {r["fact_key"]: r for r in rows}.values() if r["fact_key"] not in existing]
-    if fresh:
-        wconn.execute(circulation_facts.insert(), fresh)
-    return len(fresh)
+    unique = list({r["fact_key"]: r for r in rows}.values())
+    return _insert_ignoring_duplicates(wconn, circulation_facts, unique)
 
 
 def loan_fact(
