@@ -320,12 +320,31 @@ def classify(conn: Connection, rule: Rule, ctx: Context) -> tuple[dict[str, int]
 
 
 def _next_boundary(conn: Connection, rule: Rule, ctx: Context, lo, batch_size: int):
+    """Keyset walk for keys that cannot be stepped arithmetically (dates, text)."""
     key = rule.category.key
     q = select(key).where(candidates(rule, ctx))
     if lo is not None:
         q = q.where(key > lo)
     q = q.order_by(key).offset(batch_size - 1).limit(1)
     return conn.execute(q).scalar()
+
+
+def _integer_ranges(conn: Connection, rule: Rule, ctx: Context, batch_size: int):
+    """Primary-key ranges ``batch_size`` keys wide across the rows still to handle.
+
+    A range of N unique keys can never hold more than N rows, so every
+    transaction stays bounded whatever the key distribution, and stepping
+    needs no per-batch search. Returns (exclusive low, inclusive high) pairs.
+    """
+    key = rule.category.key
+    lo, hi = conn.execute(
+        select(func.min(key), func.max(key))
+        .select_from(rule.category.table)
+        .where(candidates(rule, ctx))
+    ).one()
+    if lo is None:
+        return []
+    return [(start - 1, min(start + batch_size - 1, hi)) for start in range(lo, hi + 1, batch_size)]
 
 
 def _fill_result(result: CategoryResult, counts: dict[str, int], errors: int) -> None:
@@ -369,10 +388,20 @@ def enforce_rule(
     started = time.perf_counter()
     result = new_result(rule, ctx, "enforce")
     key = rule.category.key
+    stepped = isinstance(getattr(key, "type", None), Integer)
+    if stepped:
+        with engine.connect() as conn:
+            ranges = iter(_integer_ranges(conn, rule, ctx, batch_size))
     lo = None
     while True:
         with engine.begin() as conn:
-            hi = _next_boundary(conn, rule, ctx, lo, batch_size)
+            if stepped:
+                bounds = next(ranges, None)
+                if bounds is None:
+                    break
+                lo, hi = bounds
+            else:
+                hi = _next_boundary(conn, rule, ctx, lo, batch_size)
             in_range = and_(
                 key > lo if lo is not None else true(),
                 key <= hi if hi is not None else true(),
@@ -387,9 +416,10 @@ def enforce_rule(
             result.batches += 1
         if after_batch is not None:
             after_batch(result.batches)
-        if hi is None:
-            break
-        lo = hi
+        if not stepped:
+            if hi is None:
+                break
+            lo = hi
     with engine.connect() as conn:
         counts, errors = classify(conn, rule, ctx)
     _fill_result(result, counts, errors)
