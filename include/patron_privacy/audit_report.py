@@ -51,16 +51,22 @@ def summary(run_id: str | None = None) -> tuple[str, bool]:
         done = r["changed"] if r["mode"] == "enforce" else r["remaining"]
         name = f"{r['source']}.{r['category']}"
         lines.append(f"{name:34} {done:>10} {verb:12} {sum(kept.values()):>8}  {why}")
-    ok = True
+    errors = [r for r in rows if r["error"]]
+    if errors:
+        lines.append("")
+        for r in errors:
+            lines.append(f"error: {r['source']}.{r['category']}: {r['error']}")
+    ok = not errors
     if checks:
         bad = [
             f"{r['source']}.{r['category']} ({r['remaining']})" for r in checks if r["remaining"]
         ]
-        ok = not bad
         lines.append("")
-        lines.append(
-            "verification: PASSED — nothing past its window still identifies a patron"
-            if ok
-            else "verification: FAILED — still identifying past window: " + ", ".join(bad)
-        )
+        if errors:
+            lines.append("verification: NOT COMPLETE — the run failed (see errors above)")
+        elif bad:
+            lines.append("verification: FAILED — still identifying past window: " + ", ".join(bad))
+        else:
+            lines.append("verification: PASSED — nothing past its window still identifies a patron")
+        ok = ok and not bad
     return "\n".join(lines), ok

@@ -8,6 +8,7 @@ can run by hand. Steps exchange counts only (they travel through XCom).
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -158,5 +159,111 @@ def record_audit(run: Run, results: list[dict], run_id: str) -> int:
             policy_version=run.policy.version,
             as_of=run.ctx.as_of,
             results=results,
+            recorded_at=datetime.now(),  # when the row was written, not the run's as-of
+        )
+
+
+def validate(run: Run, *, run_id: str | None = None) -> dict:
+    """Validate the source's extracts (see ``patron_privacy.validation``) and store the
+    result, counts only, in ``validation_runs``. Returns source, passed, the failed
+    checks (names, columns, counts) and rows per dataset; never a record's value.
+
+    Fail closed: the caller enforces nothing on this source when ``passed`` is false
+    (the DAG's task raises ``validation.ValidationFailed``; the CLI exits 1).
+    """
+    from patron_privacy import validation  # noqa: PLC0415 - pandas and GX only when validating
+    from patron_privacy.warehouse import validation_row_counts, write_validation  # noqa: PLC0415
+
+    run_id = run_id or f"validate-{uuid.uuid4().hex[:12]}"
+    options = run.policy.options(run.source).get("validation")
+    thresholds = validation.Thresholds.from_options(options)
+    cc = validation.CheckContext(
+        source=run.source,
+        as_of=run.ctx.as_of,
+        thresholds=thresholds,
+        anonymous_patron=run.ctx.anonymous_patron,
+    )
+
+    def history(dataset: str) -> list[int]:
+        with run.warehouse.connect() as w:
+            return validation_row_counts(
+                w,
+                run.source,
+                dataset,
+                run.ctx.as_of,
+                thresholds.volume_history_runs,
+                validation.VOLUME,
+            )
+
+    report = validation.validate_source(
+        validation.suite_for(run.source), run.source_engine, cc, history=history
+    )
+    report.run_id = run_id
+    with run.warehouse.begin() as w:
+        write_validation(
+            w,
+            run_id=run_id,
+            source=run.source,
+            as_of=run.ctx.as_of,
+            results=report.results,
+            recorded_at=datetime.now(),  # when the rows were written, not the run's as-of
+        )
+    out = report.as_dict()
+    if not out["passed"]:
+        for line in validation.failure_lines(out):
+            log.warning("validation failed: %s", line)
+    return out
+
+
+def record_outcome(
+    source: str,
+    as_of: datetime,
+    run_id: str,
+    results: list[dict],
+    *,
+    failure: str | None = None,
+    policy: Policy | str | None = None,
+) -> int:
+    """Write a run's audit rows from the warehouse alone.
+
+    The audit step must record what happened even when the source could not
+    be opened (a missing table, no anonymous patron) or enforcement failed:
+    then each rule of the source gets a row that says it did not run, with
+    the failure's first line (our own messages; bound values are never in them).
+    """
+    pol = policy if isinstance(policy, Policy) else load_policy(policy)
+    rows = list(results)
+    done = {(r["category"], r["mode"]) for r in rows}
+    if failure is not None:
+        first = failure.splitlines()[0][:400] if failure else "failed"
+        for rule in pol.rules_for(source):
+            if (rule.category.name, "enforce") in done:
+                continue
+            rows.append(
+                {
+                    "source": source,
+                    "category": rule.category.name,
+                    "mode": "enforce",
+                    "action": rule.action,
+                    "window": rule.window_text,
+                    "cutoff": str(as_of - rule.cutoff_delta),
+                    "matched": 0,
+                    "changed": 0,
+                    "kept": {},
+                    "remaining": 0,
+                    "data_errors": 0,
+                    "duration_s": 0.0,
+                    "error": f"did not run: {first}",
+                }
+            )
+    warehouse = connections.engine_for(connections.WAREHOUSE_DB)
+    create_warehouse(warehouse)
+    with warehouse.begin() as w:
+        return write_audit(
+            w,
+            run_id=run_id,
+            policy_version=pol.version,
+            as_of=as_of,
+            results=rows,
             recorded_at=datetime.now(),  # when the row was written, not the run's as-of
         )
