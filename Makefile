@@ -35,6 +35,16 @@ demo: $(STAMP)
 		-c '{"dry_run": false, "as_of": "$(DEMO_AS_OF)"}' > .local/airflow/demo-run.log 2>&1 \
 		|| (echo "the nightly run failed; see .local/airflow/demo-run.log"; $(PY) -m patron_privacy summary; exit 1)
 	$(PY) -m patron_privacy summary
+	rm -f .local/demo-files.log
+	for s in signups programs squid; do \
+		$(PY) -m patron_privacy enforce --source $$s --as-of $(DEMO_AS_OF) --run-id demo-files-$(DEMO_AS_OF) \
+			>> .local/demo-files.log 2>&1 || { tail -20 .local/demo-files.log; exit 1; }; done
+	$(PY) -m patron_privacy summary --run-id demo-files-$(DEMO_AS_OF)
+	$(PY) -m patron_privacy enforce --source libki --as-of $(DEMO_AS_OF) --run-id demo-libki-$(DEMO_AS_OF) \
+		> .local/demo-libki.log 2>&1 || { tail -20 .local/demo-libki.log; exit 1; }
+	$(PY) -m patron_privacy summary --run-id demo-libki-$(DEMO_AS_OF)
+	@# LibCal cannot delete through its API: exit 1 = registrations past their window found at the vendor.
+	$(PY) -m patron_privacy libcal --as-of $(DEMO_AS_OF) --run-id demo-libcal-$(DEMO_AS_OF) || test $$? -eq 1
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check include dags plugins tests

@@ -23,6 +23,12 @@ SQL from the pristine data (row count, anonymized count, sum and CRC of
 ``errors`` and does not stop the others. Data is built and reset with
 set-based SQL only (MariaDB's Sequence engine); rows are never fetched into
 Python, so the benchmark's own memory stays flat at any size.
+
+The measurement helpers that know nothing of Koha (``measure_engine``,
+``check_end_state``, ``summarize``, ``machine_info``, ``rate``, ``ratio``,
+``now_iso``, ``rss_kb``) are public: the Evergreen benchmark
+(``sources/evergreen/bench.py``) uses the same ones, so both measure and report
+the same way.
 """
 
 from __future__ import annotations
@@ -76,16 +82,24 @@ BRANCHES = 5
 PURGE_TARGET = 1_000
 PURGE_TIMEOUT_S = 600
 
+# No outstanding fine on the loan: Koha 25 moves a fine's issue_id to
+# old_issue_id at check-in, older rows may still carry issue_id (as the
+# connector's blocker reads both).
+NO_FINE = """
+    NOT EXISTS (SELECT 1 FROM accountlines a
+                WHERE a.old_issue_id = o.issue_id AND a.amountoutstanding <> 0)
+    AND NOT EXISTS (SELECT 1 FROM accountlines a
+                    WHERE a.issue_id = o.issue_id AND a.amountoutstanding <> 0)
+"""
 # The rule's conditions in plain SQL, written independently of the engine:
 # past the window, a real date, still identifying, patron has not asked to
 # keep history, no outstanding fine on the loan.
-ELIGIBLE = """
+ELIGIBLE = f"""
     o.returndate < :cutoff AND o.returndate >= :floor
     AND o.borrowernumber IS NOT NULL AND o.borrowernumber <> :anon
     AND NOT EXISTS (SELECT 1 FROM borrowers b
                     WHERE b.borrowernumber = o.borrowernumber AND b.privacy = 0)
-    AND NOT EXISTS (SELECT 1 FROM accountlines a
-                    WHERE a.issue_id = o.issue_id AND a.amountoutstanding <> 0)
+    AND {NO_FINE}
 """
 # Keep Koha's ON UPDATE timestamp, as the connector does.
 SET_ANON = "SET o.borrowernumber = :anon, o.`timestamp` = o.`timestamp`"
@@ -119,19 +133,27 @@ class Params:
         return {"cutoff": self.cutoff, "floor": VALID_DATE_FLOOR, "anon": self.anon}
 
 
-def _rss_kb() -> int:
+def rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _now() -> str:
+def loadavg() -> list[float] | None:
+    """Other work on the machine skews every timing: recorded next to each one."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _rate(rows: int, seconds: float) -> float | None:
+def rate(rows: int, seconds: float) -> float | None:
     return round(rows / seconds, 1) if seconds > 0 else None
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
+def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
 
@@ -379,7 +401,7 @@ def _expected(db: Engine, p: Params, pristine: dict) -> dict:
         r = (
             c.execute(
                 text(
-                    """
+                    f"""
                 SELECT COUNT(*) AS past_rows,
                        COALESCE(SUM(ident), 0) AS past_identifying,
                        COALESCE(SUM(ident AND kh), 0) AS keep_history,
@@ -397,9 +419,7 @@ def _expected(db: Engine, p: Params, pristine: dict) -> dict:
                                EXISTS (SELECT 1 FROM borrowers b
                                        WHERE b.borrowernumber = o.borrowernumber
                                          AND b.privacy = 0) AS kh,
-                               EXISTS (SELECT 1 FROM accountlines a
-                                       WHERE a.issue_id = o.issue_id
-                                         AND a.amountoutstanding <> 0) AS fine
+                               NOT ({NO_FINE}) AS fine
                         FROM old_issues o
                         WHERE o.returndate < :cutoff AND o.returndate >= :floor
                     ) AS d
@@ -458,7 +478,7 @@ def _reset(db: Engine, p: Params, pristine: dict) -> dict:
     return {"reset_s": reset_s, "purge_wait_s": _wait_for_purge(db)}
 
 
-def _check(name: str, m: dict, state: dict, expected: dict, errors: list[str]) -> None:
+def check_end_state(name: str, m: dict, state: dict, expected: dict, errors: list[str]) -> None:
     m["end_state"] = state
     want_rows = expected["counts"]["eligible"]
     m["end_state_matches"] = state == expected["end_state"] and m["rows_changed"] == want_rows
@@ -489,7 +509,7 @@ def _pseudonymizer(db: Engine) -> tuple[Pseudonymizer, list[str]]:
     return Pseudonymizer(keys, "bench"), years
 
 
-def _measure_engine(
+def measure_engine(
     db: Engine,
     rule: Rule,
     ctx: Context,
@@ -552,7 +572,7 @@ def _measure_engine(
     out = {
         "seconds": round(seconds, 3),
         "rows_changed": result.changed,
-        "rows_per_s": _rate(result.changed, seconds),
+        "rows_per_s": rate(result.changed, seconds),
         "batches": result.batches,
         "batch_size": batch_size,
         "verification_s": round(t0 + seconds - marks[-1], 2) if marks else None,
@@ -591,7 +611,7 @@ def _measure_floor_single(db: Engine, p: Params) -> dict:
     with db.begin() as c:
         n = c.execute(stmt, p.sql()).rowcount
     seconds = perf_counter() - t0
-    return {"seconds": round(seconds, 3), "rows_changed": n, "rows_per_s": _rate(n, seconds)}
+    return {"seconds": round(seconds, 3), "rows_changed": n, "rows_per_s": rate(n, seconds)}
 
 
 def _measure_floor_ranged(db: Engine, p: Params) -> dict:
@@ -620,7 +640,7 @@ def _measure_floor_ranged(db: Engine, p: Params) -> dict:
     return {
         "seconds": round(seconds, 3),
         "rows_changed": n,
-        "rows_per_s": _rate(n, seconds),
+        "rows_per_s": rate(n, seconds),
         "range_size": RANGE_SIZE,
         "ranges": ranges,
     }
@@ -630,22 +650,25 @@ def _measure_loop(db: Engine, p: Params, expected: dict, full_max: int, sample: 
     """Koha's batch_anonymise.pl: patrons with eligible loans, one UPDATE and commit each."""
     total_patrons = expected["counts"]["eligible_patrons"]
     sampled = total_patrons > full_max
+    # Left to itself MariaDB reads the patrons in borrowernumber order through the patron
+    # index, one random row lookup per loan in the table (minutes at 5M rows): the loop is
+    # given the plan the floor gets (the returndate range or one scan) instead.
+    loans = "old_issues o IGNORE INDEX (old_issuesborridx, old_issues_old_bordate)"
     if sampled:
         select = text(
-            f"SELECT d.borrowernumber FROM (SELECT DISTINCT o.borrowernumber FROM old_issues o "
+            f"SELECT d.borrowernumber FROM (SELECT DISTINCT o.borrowernumber FROM {loans} "
             f"WHERE {ELIGIBLE}) AS d "
             f"ORDER BY CRC32(CONCAT('sample', d.borrowernumber)), d.borrowernumber LIMIT :n"
         )
     else:
         select = text(
-            f"SELECT DISTINCT o.borrowernumber FROM old_issues o WHERE {ELIGIBLE} "
+            f"SELECT DISTINCT o.borrowernumber FROM {loans} WHERE {ELIGIBLE} "
             f"ORDER BY o.borrowernumber"
         )
     update = text(
         f"UPDATE old_issues o {SET_ANON} "
         "WHERE o.borrowernumber = :patron AND o.returndate < :cutoff AND o.returndate >= :floor "
-        "AND NOT EXISTS (SELECT 1 FROM accountlines a "
-        "                WHERE a.issue_id = o.issue_id AND a.amountoutstanding <> 0)"
+        f"AND {NO_FINE}"
     )
     changed = 0
     with db.connect() as c:
@@ -673,10 +696,10 @@ def _measure_loop(db: Engine, p: Params, expected: dict, full_max: int, sample: 
             {
                 "sampled": True,
                 "sample_rows_changed": changed,
-                "sample_rows_per_s": _rate(changed, update_s),
+                "sample_rows_per_s": rate(changed, update_s),
                 "seconds": round(est, 3),
                 "seconds_is_extrapolated": True,
-                "rows_per_s": _rate(eligible, est),
+                "rows_per_s": rate(eligible, est),
             }
         )
         # Finish the other patrons untimed, so the end state can be checked in full.
@@ -693,7 +716,7 @@ def _measure_loop(db: Engine, p: Params, expected: dict, full_max: int, sample: 
                 "seconds": round(seconds, 3),
                 "seconds_is_extrapolated": False,
                 "rows_changed": changed,
-                "rows_per_s": _rate(changed, seconds),
+                "rows_per_s": rate(changed, seconds),
             }
         )
     return out
@@ -702,13 +725,14 @@ def _measure_loop(db: Engine, p: Params, expected: dict, full_max: int, sample: 
 # --- facts about the run ----------------------------------------------------------------------
 
 
-def _machine() -> dict:
+def machine_info() -> dict:
     try:
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
         mem = None
     return {
         "cpu_count": os.cpu_count(),
+        "loadavg_at_start": loadavg(),
         "memory_bytes": mem,
         "platform": platform.platform(),
         "python": sys.version.split()[0],
@@ -740,6 +764,19 @@ def _server(db: Engine) -> dict:
 # --- the run ----------------------------------------------------------------------------------
 
 
+def _code_versions() -> dict[str, str]:
+    """Which engine and connector were measured: both change while results are compared."""
+    from patron_privacy import engine  # noqa: PLC0415 - only its file is wanted
+    from patron_privacy.sources.koha import connector  # noqa: PLC0415
+
+    files = {
+        "engine.py": engine.__file__,
+        "koha/connector.py": connector.__file__,
+        "bench.py": __file__,
+    }
+    return {k: hashlib.sha256(Path(f).read_bytes()).hexdigest()[:16] for k, f in files.items()}
+
+
 def _returned_loans_rule() -> tuple[Rule, dict, str]:
     policy = load_policy()
     rule = next(r for r in policy.rules_for(SOURCE) if r.category.name == CATEGORY)
@@ -767,11 +804,11 @@ def run(
     batch_size = int(opts.get("batch_size", 10_000))
     p = Params(rows=rows, past=past, patrons=patrons, cutoff=AS_OF - rule.cutoff_delta)
     errors: list[str] = []
-    rss: dict[str, int] = {"start": _rss_kb()}
+    rss: dict[str, int] = {"start": rss_kb()}
     report: dict = {
         "benchmark": f"{SOURCE}.{CATEGORY}: engine vs raw-SQL floor vs per-patron loop",
-        "started_at": _now(),
-        "machine": _machine(),
+        "started_at": now_iso(),
+        "machine": machine_info(),
         "params": {
             "database": None,
             "rows": rows,
@@ -789,6 +826,7 @@ def run(
             "fines_settled": p.fines,
             "anonymous_patron": p.anon,
         },
+        "code_sha256": _code_versions(),
         "errors": errors,
     }
     name = _ensure_database(url)
@@ -804,7 +842,7 @@ def run(
         steps = _build(db, p)
         report["build_s"] = round(perf_counter() - t, 2)
         report["build_steps_s"] = steps
-        rss["after_build"] = _rss_kb()
+        rss["after_build"] = rss_kb()
         log.info("built %s rows in %.1fs", rows, report["build_s"])
 
         pristine = _state(db, p)
@@ -836,30 +874,31 @@ def run(
         plan: list[tuple[str, Callable[[], dict]]] = [
             (
                 "engine",
-                lambda: _measure_engine(db, rule, ctx, batch_size, facts=True, pseudo=pseudo),
+                lambda: measure_engine(db, rule, ctx, batch_size, facts=True, pseudo=pseudo),
             ),
-            ("engine_no_facts", lambda: _measure_engine(db, rule, ctx, batch_size, facts=False)),
+            ("engine_no_facts", lambda: measure_engine(db, rule, ctx, batch_size, facts=False)),
             ("floor_single", lambda: _measure_floor_single(db, p)),
             ("floor_ranged", lambda: _measure_floor_ranged(db, p)),
             ("loop", lambda: _measure_loop(db, p, expected, loop_full_max, loop_sample)),
             (
                 "engine_tracemalloc",
-                lambda: _measure_engine(
+                lambda: measure_engine(
                     db, rule, ctx, batch_size, facts=True, pseudo=pseudo, trace=True
                 ),
             ),
         ]
         for key, measure in plan:
             log.info("measuring %s", key)
-            m: dict = {"started_at": _now()}
+            m: dict = {"started_at": now_iso(), "loadavg_before": loadavg()}
             try:
                 m.update(measure())
-                _check(key, m, _state(db, p), expected, errors)
+                check_end_state(key, m, _state(db, p), expected, errors)
             except Exception as exc:  # noqa: BLE001 - reported in the JSON; the others still run
                 log.exception("%s failed", key)
                 m["error"] = f"{type(exc).__name__}: {exc}"
                 errors.append(f"{key}: {m['error']}")
-            rss[f"after_{key}"] = _rss_kb()
+            m["loadavg_after"] = loadavg()
+            rss[f"after_{key}"] = rss_kb()
             m.update(_reset(db, p, pristine))
             measurements[key] = m
             log.info("%s: %s rows/s", key, m.get("rows_per_s"))
@@ -868,14 +907,14 @@ def run(
         raise
     finally:
         db.dispose()
-        _summarize(report, measurements, rss)
+        summarize(report, measurements, rss)
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     return report
 
 
-def _summarize(report: dict, measurements: dict[str, dict], rss: dict[str, int]) -> None:
+def summarize(report: dict, measurements: dict[str, dict], rss: dict[str, int]) -> None:
     report["measurements"] = measurements
     if "engine_tracemalloc" in measurements:
         measurements["engine_tracemalloc"]["note"] = (
@@ -897,10 +936,10 @@ def _summarize(report: dict, measurements: dict[str, dict], rss: dict[str, int])
     engine_s = measurements.get("engine", {}).get("seconds")
     bare_s = measurements.get("engine_no_facts", {}).get("seconds")
     report["ratios"] = {
-        "engine_vs_floor": _ratio(rps["engine"], floor_rps),
-        "engine_no_facts_vs_floor": _ratio(rps["engine_no_facts"], floor_rps),
-        "engine_vs_loop": _ratio(rps["engine"], rps["loop"]),
-        "engine_no_facts_vs_loop": _ratio(rps["engine_no_facts"], rps["loop"]),
+        "engine_vs_floor": ratio(rps["engine"], floor_rps),
+        "engine_no_facts_vs_floor": ratio(rps["engine_no_facts"], floor_rps),
+        "engine_vs_loop": ratio(rps["engine"], rps["loop"]),
+        "engine_no_facts_vs_loop": ratio(rps["engine_no_facts"], rps["loop"]),
         "facts_cost_s": round(engine_s - bare_s, 2) if engine_s and bare_s else None,
     }
     loop = measurements.get("loop", {})
@@ -909,10 +948,12 @@ def _summarize(report: dict, measurements: dict[str, dict], rss: dict[str, int])
         m.get("end_state_matches") for m in measurements.values()
     )
     traced = measurements.get("engine_tracemalloc", {}).get("tracemalloc", {})
-    rss["end"] = _rss_kb()
+    rss["end"] = rss_kb()
     report["memory"] = {
         "ru_maxrss_kb": rss["end"],
         "ru_maxrss_kb_by_phase": rss,
         "engine_tracemalloc_peak_bytes": traced.get("peak_bytes"),
     }
-    report["finished_at"] = _now()
+    if isinstance(report.get("machine"), dict):
+        report["machine"]["loadavg_at_end"] = loadavg()
+    report["finished_at"] = now_iso()

@@ -85,13 +85,41 @@ def _run_id(args, prefix: str) -> str:
     return args.run_id or f"cli-{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+def _file_source(args) -> bool:
+    """signups, programs, squid: files, not a database (``patron_privacy.files``)."""
+    from patron_privacy.files.runner import is_file_source  # noqa: PLC0415
+
+    return is_file_source(args.source)
+
+
+def _file_cli():
+    from patron_privacy.files import cli as file_cli  # noqa: PLC0415
+
+    return file_cli
+
+
 def cmd_enforce(args) -> int:
+    if _file_source(args):
+        return _file_cli().run(args, "enforce")
+    if args.source == "libcal":  # hosted, no deletion through its API: read, facts, verify
+        from patron_privacy.sources.libcal import cli as libcal_cli  # noqa: PLC0415
+
+        return libcal_cli.run(args)
     from patron_privacy import pipeline  # noqa: PLC0415 - keeps --help fast
 
     policy = load_policy(args.policy)
     as_of = as_of_from_date(args.as_of, policy.timezone)
     run = pipeline.open_run(args.source, as_of, policy)
     run_id = _run_id(args, "dryrun" if args.dry_run else "enforce")
+    # Fail closed: bad data must never drive a change (a dry run still previews).
+    report = pipeline.validate(run, run_id=run_id)
+    if not report["validated"]:
+        print(f"warning: source {args.source} has no validation suite yet", file=sys.stderr)
+    if not report["passed"]:
+        _validation_failed(report, args)
+        if not args.dry_run:
+            print("error: nothing was changed: validation failed", file=sys.stderr)
+            return EXIT_FINDINGS
     if not args.dry_run:
         pipeline.extract_facts(run)
     results = pipeline.enforce(run, dry_run=args.dry_run)
@@ -105,18 +133,26 @@ def cmd_enforce(args) -> int:
             f"error: verification failed: still identifying past window: {', '.join(failed)}",
             file=sys.stderr,
         )
+        _compliance_alert(args, results, run_id)
         return EXIT_FINDINGS
-    return 0
+    return 0 if report["passed"] else EXIT_FINDINGS
 
 
 def cmd_verify(args) -> int:
+    if _file_source(args):
+        return _file_cli().run(args, "verify")
+    if args.source == "libcal":
+        from patron_privacy.sources.libcal import cli as libcal_cli  # noqa: PLC0415
+
+        return libcal_cli.run(args)
     from patron_privacy import pipeline  # noqa: PLC0415
 
     policy = load_policy(args.policy)
     as_of = as_of_from_date(args.as_of, policy.timezone)
     run = pipeline.open_run(args.source, as_of, policy)
     results = pipeline.verify(run, mode="verify")
-    pipeline.record_audit(run, results, _run_id(args, "verify"))
+    run_id = _run_id(args, "verify")
+    pipeline.record_audit(run, results, run_id)
     print(format_results(results))
     failed = pipeline.failed_categories(results)
     if failed:
@@ -124,14 +160,86 @@ def cmd_verify(args) -> int:
             f"error: compliance findings: past window and still identifying: {', '.join(failed)}",
             file=sys.stderr,
         )
+        _compliance_alert(args, results, run_id)
         return EXIT_FINDINGS
     print("verification passed: nothing past its window still identifies a patron")
+    return 0
+
+
+def _validation_failed(report: dict, args) -> None:
+    """One line per failed check (names and counts only), then the alert if asked."""
+    from patron_privacy.validation import failure_lines  # noqa: PLC0415
+
+    print(
+        f"error: {report['source']} validation failed: {len(report['failed'])} of "
+        f"{report['checks']} checks (run {report['run_id']})",
+        file=sys.stderr,
+    )
+    for line in failure_lines(report):
+        print(f"error:   {line}", file=sys.stderr)
+    if getattr(args, "alert", False):
+        from patron_privacy import alerts  # noqa: PLC0415
+
+        _send_alert(alerts.validation_alert(report))
+
+
+def _compliance_alert(args, results: list[dict], run_id: str) -> None:
+    if getattr(args, "alert", False):
+        from patron_privacy import alerts  # noqa: PLC0415
+
+        alert = alerts.compliance_alert(args.source, results, run_id=run_id, as_of=args.as_of)
+        if alert is not None:
+            _send_alert(alert)
+
+
+def _send_alert(alert) -> None:
+    from patron_privacy import alerts  # noqa: PLC0415
+
+    outcome = alerts.send(alert)
+    for err in outcome["errors"]:
+        print(f"error: alert not sent: {err}", file=sys.stderr)
+    if outcome["email"]:
+        print(f"alert emailed to {outcome['email']} recipient(s)", file=sys.stderr)
+    if outcome["webhook"]:
+        print("alert posted to the alerts_webhook connection", file=sys.stderr)
+
+
+def cmd_validate(args) -> int:
+    if _file_source(args):
+        return _file_cli().run(args, "validate")
+    from patron_privacy import pipeline  # noqa: PLC0415
+
+    policy = load_policy(args.policy)
+    as_of = as_of_from_date(args.as_of, policy.timezone)
+    run = pipeline.open_run(args.source, as_of, policy)
+    report = pipeline.validate(run, run_id=_run_id(args, "validate"))
+    if not report["validated"]:
+        print(f"warning: source {args.source} has no validation suite yet: not validated")
+        return 0
+    rows = ", ".join(f"{k}={v}" for k, v in report["rows"].items())
+    print(f"{report['source']}: {report['checks']} checks, rows: {rows}")
+    if args.json:
+        print(json.dumps(report, default=str))
+    if not report["passed"]:
+        _validation_failed(report, args)
+        return EXIT_FINDINGS
+    print(f"validation passed (run {report['run_id']})")
     return 0
 
 
 def cmd_demo_data(args) -> int:
     from patron_privacy import demo  # noqa: PLC0415
 
+    if getattr(args, "ils", "koha") == "evergreen":
+        from patron_privacy.sources.evergreen import demo as evergreen_demo  # noqa: PLC0415
+
+        counts = evergreen_demo.build_demo_library(
+            patrons=args.patrons, years=args.years, seed=args.seed, as_of=args.as_of
+        )
+        for table, n in counts.items():
+            print(f"{table:32} {n:>10}")
+        print(f"evergreen_db: {connections.describe(connections.EVERGREEN_DB)}")
+        return 0
     counts = demo.build_demo_library(
         patrons=args.patrons, years=args.years, seed=args.seed, as_of=args.as_of
     )
@@ -152,6 +260,20 @@ def cmd_summary(args) -> int:
 def cmd_bench(args) -> int:
     from patron_privacy import bench  # noqa: PLC0415
 
+    if getattr(args, "ils", "koha") == "evergreen":
+        from patron_privacy.sources.evergreen import bench as evergreen_bench  # noqa: PLC0415
+
+        report = evergreen_bench.run(
+            url=args.url or evergreen_bench.DEFAULT_URL,
+            rows=args.rows,
+            past=args.past,
+            patrons=args.patrons,
+            out=args.out or "bench-results/bench-evergreen.json",
+        )
+        print(json.dumps(report, indent=2))
+        return 0
+    args.url = args.url or "mysql+pymysql://root@127.0.0.1:3306/pp_bench"
+    args.out = args.out or "bench-results/bench.json"
     report = bench.run(
         url=args.url, rows=args.rows, past=args.past, patrons=args.patrons, out=args.out
     )
@@ -171,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
         "demo-data",
         help="build a synthetic library into koha_db",
         description="Build a deterministic synthetic library (Koha schema).",
+    )
+    d.add_argument(
+        "--ils",
+        choices=("koha", "evergreen"),
+        default="koha",
+        help="koha (into koha_db) or evergreen (into evergreen_db, PostgreSQL)",
     )
     d.add_argument("--patrons", type=int, default=2000)
     d.add_argument("--years", type=int, default=3)
@@ -220,6 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         e.add_argument("--policy", default=None, help="policy file (default: the shipped one)")
         e.add_argument("--run-id", default=None, help="id written on the audit rows")
+        e.add_argument(
+            "--alert",
+            action="store_true",
+            help="on failed validation or compliance findings, send the alert (smtp_default, "
+            "alerts_webhook)",
+        )
         if name == "enforce":
             e.add_argument(
                 "--dry-run",
@@ -228,6 +362,22 @@ def build_parser() -> argparse.ArgumentParser:
             )
             e.add_argument("--json", action="store_true", help="also print the results as JSON")
         e.set_defaults(func=func)
+
+    v = sub.add_parser(
+        "validate",
+        help="validate a source's data (exit 1 naming each failed check)",
+        description="Run the source's validation suite and record the counts in the warehouse; "
+        "exit 1 on failure, one line per failed check. enforce runs the same first.",
+    )
+    v.add_argument("--source", type=_source, required=True)
+    v.add_argument(
+        "--as-of", type=_date, required=True, help="YYYY-MM-DD: midnight starting that day"
+    )
+    v.add_argument("--policy", default=None, help="policy file (default: the shipped one)")
+    v.add_argument("--run-id", default=None, help="id written on the validation rows")
+    v.add_argument("--json", action="store_true", help="also print the report as JSON")
+    v.add_argument("--alert", action="store_true", help="on failure, send the alert")
+    v.set_defaults(func=cmd_validate)
 
     s = sub.add_parser(
         "summary",
@@ -242,12 +392,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="benchmark the engine against raw SQL on MariaDB",
         description="Benchmark the engine against the raw-SQL floor on MariaDB.",
     )
-    b.add_argument("--url", default="mysql+pymysql://root@127.0.0.1:3306/pp_bench")
+    b.add_argument(
+        "--ils",
+        choices=("koha", "evergreen"),
+        default="koha",
+        help="koha (old_issues on MariaDB) or evergreen (action.circulation on PostgreSQL)",
+    )
+    b.add_argument(
+        "--url",
+        default=None,
+        help="database to build and measure in (default: pp_bench on MariaDB, "
+        "pp_bench_evergreen on PostgreSQL)",
+    )
     b.add_argument("--rows", type=int, default=5_000_000)
     b.add_argument("--past", type=int, default=1_000_000)
     b.add_argument("--patrons", type=int, default=250_000)
-    b.add_argument("--out", default="bench-results/bench.json")
+    b.add_argument(
+        "--out",
+        default=None,
+        help="results JSON (default: bench-results/bench.json, bench-evergreen.json)",
+    )
     b.set_defaults(func=cmd_bench)
+
+    from patron_privacy import legal_cli  # noqa: PLC0415 - requests, holds, board-report
+
+    legal_cli.add_commands(sub)
+
+    from patron_privacy.release import cli as release_cli  # noqa: PLC0415 - statistics releases
+
+    release_cli.add_parser(sub)
+
+    from patron_privacy import inventory_cli  # noqa: PLC0415 - inventory, patron-report
+
+    inventory_cli.add_commands(sub, _source)
+
+    from patron_privacy.sources.libcal import cli as libcal_cli  # noqa: PLC0415 - issue 4
+
+    libcal_cli.add_commands(sub)
     return p
 
 

@@ -52,6 +52,7 @@ def _embedded_default(conn_id: str) -> Conn | None:
     defaults = {
         WAREHOUSE_DB: home / "warehouse.db",
         KOHA_DB: home / "sources" / "koha.db",
+        LIBKI_DB: home / "sources" / "libki.db",
     }
     if conn_id in defaults:
         return Conn(conn_id, "sqlite", host=str(defaults[conn_id]))

@@ -43,4 +43,21 @@ def build_demo_library(*, patrons: int, years: int, seed: int, as_of: date | Non
         counts = synthetic.build_koha(engine, patrons=patrons, years=years, seed=seed, as_of=as_of)
     periods = [str(y) for y in range(as_of.year - years - 1, as_of.year + 2)]
     new_key_file(connections.local_home() / "pseudonym_keys.json", periods)
+    # Issue 4's file sources: sign-up and registration exports, Squid logs.
+    from patron_privacy.files.demo import build_file_sources  # noqa: PLC0415
+
+    counts.update(build_file_sources(seed=seed, as_of=as_of))
+    # Issue 4: Libki (public computers, libki_db) and LibCal (a local fixture of the API).
+    from patron_privacy.sources.libcal.demo import build_demo_libcal  # noqa: PLC0415
+    from patron_privacy.sources.libki.demo import build_demo_libki  # noqa: PLC0415
+
+    counts.update(
+        {
+            f"libki.{t}": n
+            for t, n in build_demo_libki(
+                patrons=max(patrons // 5, 40), seed=seed, as_of=as_of
+            ).items()
+        }
+    )
+    counts.update({f"libcal {k}": n for k, n in build_demo_libcal(seed=seed, as_of=as_of).items()})
     return counts

@@ -16,6 +16,15 @@ one place, tested once:
   identifies a patron, grouped by the first blocker that keeps it — serves as
   the dry-run preview, the post-run verification and verify-only
   compliance findings, so the three can never disagree.
+
+Sources differ in how a record is anonymized and in who does it, so a
+category may also declare: anonymization as statements that move each
+batch's rows out of the table without the patron (Evergreen's aging: copy
+into an archive table, then delete), newest-first batches (when rows refer
+to earlier rows of the same table, as renewals refer to the loan they
+renew), and a source that enforces the category itself, in which case the
+run only verifies it. None of these changes how rows are chosen, blocked or
+counted.
 """
 
 from __future__ import annotations
@@ -31,7 +40,10 @@ from sqlalchemy import (
     Connection,
     Date,
     Engine,
+    Executable,
+    Insert,
     Integer,
+    Select,
     Table,
     and_,
     case,
@@ -46,6 +58,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.sql import visitors
+from sqlalchemy.sql.selectable import Alias
 
 # Anything dated before this is not a real date (MariaDB zero dates compare
 # lower than every real date): such rows are data errors, never "very old".
@@ -85,12 +98,30 @@ class Context:
 Expr = Callable[[Context], ColumnElement[bool]]
 
 
+Statements = Callable[[Context, ColumnElement[bool]], Sequence[Executable]]
+
+
 @dataclass(frozen=True)
 class Anonymize:
-    """How a category anonymizes: when a row still identifies, and what it writes."""
+    """How a category anonymizes: when a row still identifies, and what it writes.
+
+    Either ``values`` (one UPDATE of the batch's rows) or ``statements``: given
+    the batch's WHERE clause, statements run in order in the batch's
+    transaction, e.g. copying the rows without the patron into an archive
+    table and deleting them. The rows changed are the last statement's
+    rowcount, or, when ``count`` is given (because the source's own triggers
+    change more rows than a statement reports), that query's result, taken
+    before the statements run.
+    """
 
     identifying: Expr
-    values: Callable[[Context], Mapping[str, object]]
+    values: Callable[[Context], Mapping[str, object]] | None = None
+    statements: Statements | None = None
+    count: Callable[[Context, ColumnElement[bool]], Select] | None = None
+
+    def __post_init__(self):
+        if (self.values is None) == (self.statements is None):
+            raise ValueError("Anonymize needs exactly one of values or statements")
 
 
 @dataclass(frozen=True)
@@ -113,6 +144,14 @@ class Category:
     # Called inside each batch before the change, with the batch's rows to
     # change as a WHERE clause: the place to record de-identified facts.
     before_change: Callable[[Connection, ColumnElement[bool], Context], int] | None = None
+    # Batches from the highest key down: for rows that refer to earlier rows of
+    # the same table (a renewal to the loan it renews), so that no row is
+    # removed while a later one still refers to it.
+    newest_first: bool = False
+    # True when the source system changes these records itself (e.g. its own
+    # aging job) and the run must only verify that it did: enforce then
+    # classifies without changing anything, and reports what is left.
+    enforced_by_source: Callable[[Context], bool] = lambda ctx: False
 
     @property
     def actions(self) -> tuple[str, ...]:
@@ -157,6 +196,8 @@ class CategoryResult:
     facts_recorded: int = 0
     duration_s: float = 0.0
     error: str | None = None
+    # "engine", or "source" when the source system enforces the category itself.
+    enforced_by: str = "engine"
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -247,34 +288,76 @@ def candidates(rule: Rule, ctx: Context) -> ColumnElement[bool]:
     return and_(rule.category.scope(ctx), past_window(rule, ctx), identifying(rule, ctx))
 
 
-def _change_statement(rule: Rule, ctx: Context, where: ColumnElement[bool]):
+def _moves(rule: Rule) -> bool:
+    anon = rule.category.anonymize
+    return rule.action == "anonymize" and anon is not None and anon.statements is not None
+
+
+def _change_statements(rule: Rule, ctx: Context, where: ColumnElement[bool]) -> list[Executable]:
     t = rule.category.table
     if rule.action == "delete":
-        return delete(t).where(where)
+        return [delete(t).where(where)]
     if rule.action == "strip":
-        return update(t).where(where).values({f: None for f in rule.fields})
-    return update(t).where(where).values(dict(rule.category.anonymize.values(ctx)))
+        return [update(t).where(where).values({f: None for f in rule.fields})]
+    if _moves(rule):
+        return list(rule.category.anonymize.statements(ctx, where))
+    return [update(t).where(where).values(dict(rule.category.anonymize.values(ctx)))]
+
+
+def _change_count(rule: Rule, ctx: Context, where: ColumnElement[bool]) -> Select | None:
+    if _moves(rule) and rule.category.anonymize.count is not None:
+        return rule.category.anonymize.count(ctx, where)
+    return None
+
+
+def _base_table(table) -> Table | None:
+    """The table behind a column's FROM: itself, or what an alias stands for."""
+    while isinstance(table, Alias):
+        table = table.element
+    return table if isinstance(table, Table) else None
 
 
 def referenced_columns(rule: Rule, ctx: Context) -> dict[str, set[str]]:
-    """Every table.column the rule's statements touch, found by walking them."""
+    """Every table.column the rule's statements touch, found by walking them.
+
+    Keys are the tables' full names (``schema.table`` where a schema is given).
+    """
     holds = [Hold("0")]
     exprs = [
         candidates(rule, ctx),
         bad_clock(rule),
         *(e for _, e in blocker_exprs(rule, ctx, holds)),
     ]
-    stmt = _change_statement(rule, ctx, true())
+    stmts = _change_statements(rule, ctx, true())
+    counter = _change_count(rule, ctx, true())
     found: dict[str, set[str]] = {}
-    for expr in [*exprs, stmt]:
+    for expr in [*exprs, *stmts, *([counter] if counter is not None else [])]:
         for el in visitors.iterate(expr):
-            if isinstance(el, Column) and isinstance(el.table, Table):
-                found.setdefault(el.table.name, set()).add(el.name)
-    if rule.action != "delete":
-        for col in stmt._values or {}:  # noqa: SLF001 - the SET clause's own columns
-            name = col if isinstance(col, str) else getattr(col, "name", str(col))
-            found.setdefault(rule.category.table.name, set()).add(name)
+            if isinstance(el, Column):
+                table = _base_table(el.table)
+                if table is not None:
+                    found.setdefault(table.fullname, set()).add(el.name)
+            if isinstance(el, Insert):
+                # The INSERT's own target columns are names, not column objects.
+                names = el._select_names or list(el._values or {})  # noqa: SLF001
+                for col in names:
+                    name = col if isinstance(col, str) else getattr(col, "name", str(col))
+                    found.setdefault(el.table.fullname, set()).add(name)
+    for stmt in stmts:
+        if getattr(stmt, "is_update", False):
+            table = _base_table(stmt.table)
+            for col in stmt._values or {}:  # noqa: SLF001 - the SET clause's own columns
+                name = col if isinstance(col, str) else getattr(col, "name", str(col))
+                found.setdefault(table.fullname, set()).add(name)
     return found
+
+
+def _tables_by_name(rules: Sequence[Rule]) -> dict[str, Table]:
+    out: dict[str, Table] = {}
+    for rule in rules:
+        for table in rule.category.table.metadata.tables.values():
+            out.setdefault(table.fullname, table)
+    return out
 
 
 def check_schema(conn: Connection, rules: Sequence[Rule], ctx: Context) -> None:
@@ -282,16 +365,21 @@ def check_schema(conn: Connection, rules: Sequence[Rule], ctx: Context) -> None:
     from sqlalchemy import inspect  # noqa: PLC0415
 
     insp = inspect(conn)
-    tables = set(insp.get_table_names())
+    known = _tables_by_name(rules)
+    present: dict[str | None, set[str]] = {}
     missing = []
     for rule in rules:
-        for table, cols in sorted(referenced_columns(rule, ctx).items()):
-            if table not in tables:
-                missing.append(f"table {table} (needed by {rule.category.name})")
+        for fullname, cols in sorted(referenced_columns(rule, ctx).items()):
+            table = known.get(fullname)
+            schema, name = (table.schema, table.name) if table is not None else (None, fullname)
+            if schema not in present:
+                present[schema] = set(insp.get_table_names(schema=schema))
+            if name not in present[schema]:
+                missing.append(f"table {fullname} (needed by {rule.category.name})")
                 continue
-            have = {c["name"] for c in insp.get_columns(table)}
+            have = {c["name"] for c in insp.get_columns(name, schema=schema)}
             for col in sorted(cols - have):
-                missing.append(f"column {table}.{col} (needed by {rule.category.name})")
+                missing.append(f"column {fullname}.{col} (needed by {rule.category.name})")
     if missing:
         source = rules[0].category.source if rules else "?"
         raise SourceSchemaError(f"source {source} is missing " + "; ".join(dict.fromkeys(missing)))
@@ -323,10 +411,15 @@ def _next_boundary(conn: Connection, rule: Rule, ctx: Context, lo, batch_size: i
     """Keyset walk for keys that cannot be stepped arithmetically (dates, text)."""
     key = rule.category.key
     q = select(key).where(candidates(rule, ctx))
-    if lo is not None:
-        q = q.where(key > lo)
-    q = q.order_by(key).offset(batch_size - 1).limit(1)
-    return conn.execute(q).scalar()
+    if rule.category.newest_first:
+        if lo is not None:
+            q = q.where(key < lo)
+        q = q.order_by(key.desc())
+    else:
+        if lo is not None:
+            q = q.where(key > lo)
+        q = q.order_by(key)
+    return conn.execute(q.offset(batch_size - 1).limit(1)).scalar()
 
 
 def _integer_ranges(conn: Connection, rule: Rule, ctx: Context, batch_size: int):
@@ -344,7 +437,10 @@ def _integer_ranges(conn: Connection, rule: Rule, ctx: Context, batch_size: int)
     ).one()
     if lo is None:
         return []
-    return [(start - 1, min(start + batch_size - 1, hi)) for start in range(lo, hi + 1, batch_size)]
+    ranges = [
+        (start - 1, min(start + batch_size - 1, hi)) for start in range(lo, hi + 1, batch_size)
+    ]
+    return ranges[::-1] if rule.category.newest_first else ranges
 
 
 def _fill_result(result: CategoryResult, counts: dict[str, int], errors: int) -> None:
@@ -386,6 +482,11 @@ def enforce_rule(
 ) -> CategoryResult:
     """Apply one rule in keyset batches, then verify with the same classification."""
     started = time.perf_counter()
+    if rule.category.enforced_by_source(ctx):
+        # The source enforces this category itself: verify, change nothing.
+        result = inspect_rule(engine, rule, ctx, "enforce")
+        result.enforced_by = "source"
+        return result
     result = new_result(rule, ctx, "enforce")
     key = rule.category.key
     stepped = isinstance(getattr(key, "type", None), Integer)
@@ -402,16 +503,28 @@ def enforce_rule(
                 lo, hi = bounds
             else:
                 hi = _next_boundary(conn, rule, ctx, lo, batch_size)
-            in_range = and_(
-                key > lo if lo is not None else true(),
-                key <= hi if hi is not None else true(),
-            )
+            if stepped or not rule.category.newest_first:
+                in_range = and_(
+                    key > lo if lo is not None else true(),
+                    key <= hi if hi is not None else true(),
+                )
+            else:  # a keyset walk downwards: lo is the previous (higher) boundary
+                in_range = and_(
+                    key < lo if lo is not None else true(),
+                    key >= hi if hi is not None else true(),
+                )
             holds = ctx.holds_loader()
             blocked = or_(false(), *(e for _, e in blocker_exprs(rule, ctx, holds)))
             where = and_(in_range, candidates(rule, ctx), not_(blocked))
             if rule.category.before_change is not None and rule.action != "strip":
                 result.facts_recorded += rule.category.before_change(conn, where, ctx)
-            changed = conn.execute(_change_statement(rule, ctx, where)).rowcount
+            counter = _change_count(rule, ctx, where)
+            changed = conn.execute(counter).scalar_one() if counter is not None else 0
+            rowcount = 0
+            for stmt in _change_statements(rule, ctx, where):
+                rowcount = conn.execute(stmt).rowcount
+            if counter is None:
+                changed = rowcount
             result.changed += max(changed, 0)
             result.batches += 1
         if after_batch is not None:

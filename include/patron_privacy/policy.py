@@ -10,6 +10,7 @@ result can always be traced to the exact schedule that produced it.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,15 @@ class RuleSpec:
 
 
 @dataclass(frozen=True)
+class KeptOnPurpose:
+    """A table holding patron data that no rule changes, on purpose, and why."""
+
+    source: str
+    table: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Policy:
     path: str
     version: str
@@ -54,6 +64,8 @@ class Policy:
     rules: tuple[RuleSpec, ...]
     source_options: dict = field(default_factory=dict)
     pseudonym_connection: str = "pseudonym_keys"
+    # Tables the personal-data inventory finds that the library keeps on purpose.
+    kept_on_purpose: tuple[KeptOnPurpose, ...] = ()
 
     def rules_for(self, source: str) -> list[Rule]:
         """Bind this source's rules to the connector's categories, ready for the engine."""
@@ -167,6 +179,59 @@ def _check_rule(i: int, raw, problems: list[str]) -> RuleSpec | None:
     )
 
 
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
+
+
+def _check_kept(raw, problems: list[str]) -> tuple[KeptOnPurpose, ...]:
+    """The ``kept_on_purpose`` section: ``- {source, table, reason}``, every error with its path."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.append("kept_on_purpose: expected a list of {source, table, reason}")
+        return ()
+    known = {"source", "table", "reason"}
+    out: list[KeptOnPurpose] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, entry in enumerate(raw):
+        where = f"kept_on_purpose[{i}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: expected a mapping, got {type(entry).__name__}")
+            continue
+        for extra in sorted(set(entry) - known):
+            problems.append(
+                f"{where}.{extra}: unknown field (expected one of {', '.join(sorted(known))})"
+            )
+        ok = True
+        source = entry.get("source")
+        if source not in sources.SOURCES:
+            problems.append(
+                f"{where}.source: unknown source {source!r} (expected one of "
+                f"{', '.join(sources.SOURCES)})"
+            )
+            ok = False
+        table = entry.get("table")
+        if not isinstance(table, str) or not _TABLE_NAME.fullmatch(table):
+            problems.append(
+                f"{where}.table: expected a table name (schema.table allowed), got {table!r}"
+            )
+            ok = False
+        reason = entry.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            problems.append(f"{where}.reason: required, the reason written out")
+            ok = False
+        if not ok:
+            continue
+        key = (source, table)
+        if key in seen:
+            problems.append(
+                f"{where}.table: {table} is already kept on purpose (kept_on_purpose[{seen[key]}])"
+            )
+            continue
+        seen[key] = i
+        out.append(KeptOnPurpose(source=source, table=table, reason=" ".join(reason.split())))
+    return tuple(out)
+
+
 def parse_policy(text: str, path: str = "<policy>") -> Policy:
     problems: list[str] = []
     try:
@@ -212,6 +277,7 @@ def parse_policy(text: str, path: str = "<policy>") -> Policy:
             f"sources.{name}.{p}" for p in sources.connector(name).check_options(opts or {})
         )
     pseudo = data.get("pseudonyms") or {}
+    kept = _check_kept(data.get("kept_on_purpose"), problems)
     if problems:
         raise PolicyError(path, problems)
     return Policy(
@@ -222,6 +288,7 @@ def parse_policy(text: str, path: str = "<policy>") -> Policy:
         rules=tuple(r for r in rules if r is not None),
         source_options=source_options,
         pseudonym_connection=pseudo.get("connection", "pseudonym_keys"),
+        kept_on_purpose=kept,
     )
 
 
@@ -265,4 +332,7 @@ def schedule_table(policy: Policy) -> str:
         "Why:",
         *notes,
     ]
+    if policy.kept_on_purpose:
+        lines += ["", "Kept on purpose (patron data no rule changes, and why):"]
+        lines += [f"- {k.source}.{k.table}: {k.reason}" for k in policy.kept_on_purpose]
     return "\n".join(lines)

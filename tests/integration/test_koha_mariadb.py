@@ -59,16 +59,28 @@ def test_cli_enforce_then_verify_on_mariadb(koha_maria, home, capsys):
             )
         )
 
+    # Zero dates fail validation (issue 5): the dry run still previews, but exits 1...
     assert (
-        main(["enforce", "--source", "koha", "--as-of", "2026-11-30", "--dry-run", "--json"]) == 0
+        main(["enforce", "--source", "koha", "--as-of", "2026-11-30", "--dry-run", "--json"]) == 1
     )
-    out = capsys.readouterr().out
-    dry = {r["category"]: r for r in json.loads(out.strip().splitlines()[-1])["results"]}
+    captured = capsys.readouterr()
+    assert "koha.old_issues.returndate: expect_column_values_to_not_be_zero_dates" in captured.err
+    assert "koha.search_history.time: expect_column_values_to_not_be_zero_dates" in captured.err
+    dry = {r["category"]: r for r in json.loads(captured.out.strip().splitlines()[-1])["results"]}
     assert dry["returned_loans"]["remaining"] == 1
     assert dry["returned_loans"]["kept"] == {"keep_history": 1, "outstanding_balance": 1}
     assert dry["returned_loans"]["data_errors"] == 1
     assert dry["opac_search_history"]["data_errors"] == 1
     assert _loans(eng) == {1: 10, 2: 10, 3: 11, 4: 10, 5: 10}
+
+    # ...and enforcement refuses to change anything until they are repaired.
+    assert main(["enforce", "--source", "koha", "--as-of", "2026-11-30", "--run-id", "r0"]) == 1
+    assert "nothing was changed" in capsys.readouterr().err
+    assert _loans(eng) == {1: 10, 2: 10, 3: 11, 4: 10, 5: 10}
+    with eng.begin() as c:
+        # The repair a librarian would make: no return date known; the search's real time.
+        c.execute(text("UPDATE old_issues SET returndate = NULL WHERE issue_id = 5"))
+        c.execute(text("UPDATE search_history SET time = '2026-11-29 12:00:00'"))
 
     assert main(["enforce", "--source", "koha", "--as-of", "2026-11-30", "--run-id", "r1"]) == 0
     assert _loans(eng) == {1: 1, 2: 10, 3: 11, 4: 10, 5: 10}
@@ -84,7 +96,8 @@ def test_cli_enforce_then_verify_on_mariadb(koha_maria, home, capsys):
             .mappings()
             .all()
         )
-        assert {r["category"] for r in rows} == set(
+        # The foundation's categories, and every later one of the policy (issue 3 added more).
+        assert {r["category"] for r in rows} >= set(
             [
                 "returned_loans",
                 "hold_history",

@@ -19,8 +19,9 @@ SHIPPED = DEFAULT_POLICY.read_text()
 
 def test_shipped_policy_covers_every_koha_category_from_the_foundation():
     pol = load_policy()
-    got = {(r.category, r.window.text, r.action) for r in pol.rules}
-    assert got == {
+    # Later issues add rules (the rest of Koha, other sources); the foundation's stay as set.
+    got = {(r.category, r.window.text, r.action) for r in pol.rules if r.source == "koha"}
+    assert got >= {
         ("returned_loans", "P30D", "anonymize"),
         ("hold_history", "P30D", "anonymize"),
         ("settled_fines", "P1Y", "anonymize"),

@@ -13,6 +13,13 @@ from patron_privacy.sources.base import Connector
 
 SOURCES: dict[str, str] = {
     "koha": "patron_privacy.sources.koha.connector",
+    "evergreen": "patron_privacy.sources.evergreen.connector",
+    # File sources (issue 4): CSV exports in drop folders, Squid access logs.
+    "signups": "patron_privacy.sources.dropfolder.signups",
+    "programs": "patron_privacy.sources.dropfolder.programs",
+    "squid": "patron_privacy.sources.squid.connector",
+    "libki": "patron_privacy.sources.libki.connector",
+    "libcal": "patron_privacy.sources.libcal.connector",
 }
 
 

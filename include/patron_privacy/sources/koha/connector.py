@@ -7,6 +7,14 @@ is anonymized the way Koha's ``anonymize`` does it (personal columns blanked,
 ``anonymized`` set), and a patron's ``privacy = 0`` ("keep my history") is
 honoured. Unlike Koha's cleanup, the copies Koha forgets are covered too:
 ``statistics.borrowernumber``, notices and action logs.
+
+The rest of Koha's patron data (issue 3) has categories too: last borrowers, change
+requests, expired restrictions, ILL requests and comments, suggestions, article
+requests, bookings, recalls, link clicks, renewals, clubs, housebound visits, return
+claims, problem reports, tickets, messages, tags, photos, files, Koha's
+pseudonymized transactions, deleted patrons and guarantor links. ``KEYLESS_REFERENCES``
+and ``INVENTORY`` (end of this module) are what the personal-data inventory
+(:mod:`patron_privacy.inventory`) knows about Koha beyond its foreign keys.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from sqlalchemy import (
 from patron_privacy import connections
 from patron_privacy.engine import Anonymize, Category, Context
 from patron_privacy.facts import loan_fact
+from patron_privacy.inventory import KeylessLink, SourceInventory
 from patron_privacy.sources.base import Connector, SourceConfigError
 from patron_privacy.sources.koha import schema
 
@@ -45,6 +54,7 @@ items = T["items"]
 categories = T["categories"]
 relationships = T["borrower_relationships"]
 systempreferences = T["systempreferences"]
+deletedborrowers = T["deletedborrowers"]
 
 SOURCE = "koha"
 # Action-log modules whose rows are about patrons and their use of the library.
@@ -164,6 +174,396 @@ def extract_facts(engine: Engine, ctx: Context, since: datetime | None, batch_si
             return written
         written += ctx.facts_sink([_to_fact(r, ctx) for r in rows])
         lo = rows[-1]["issue_id"]
+
+
+# --- the rest of Koha's patron data (issue 3: the personal-data inventory) ---------------------
+
+items_last_borrower = T["items_last_borrower"]
+borrower_modifications = T["borrower_modifications"]
+borrower_debarments = T["borrower_debarments"]
+illrequests = T["illrequests"]
+illcomments = T["illcomments"]
+suggestions = T["suggestions"]
+article_requests = T["article_requests"]
+bookings = T["bookings"]
+recalls = T["recalls"]
+linktracker = T["linktracker"]
+checkout_renewals = T["checkout_renewals"]
+club_enrollments = T["club_enrollments"]
+housebound_visit = T["housebound_visit"]
+return_claims = T["return_claims"]
+problem_reports = T["problem_reports"]
+tickets = T["tickets"]
+messages = T["messages"]
+tags_all = T["tags_all"]
+patronimage = T["patronimage"]
+borrower_files = T["borrower_files"]
+pseudonymized_transactions = T["pseudonymized_transactions"]
+
+# Suggestion statuses still being worked on (the patron is told when the title arrives).
+OPEN_SUGGESTION_STATUSES = ("ASKED", "CHECKED", "ACCEPTED", "ORDERED")
+# Columns of pseudonymized_transactions that describe the person behind the pseudonym.
+PSEUDONYM_QUASI_IDENTIFIERS = (
+    "title",
+    "city",
+    "state",
+    "zipcode",
+    "country",
+    "sex",
+    "sort1",
+    "sort2",
+    "dateenrolled",
+)
+
+
+def _keeps_history(col):
+    """The patron ``col`` points at chose to keep their history (``privacy = 0``)."""
+    return lambda ctx: exists().where(borrowers.c.borrowernumber == col, borrowers.c.privacy == 0)
+
+
+def _patron_expiry(col):
+    """The card expiry of the patron ``col`` points at, as a correlated subquery (a clock)."""
+    return select(borrowers.c.dateexpiry).where(borrowers.c.borrowernumber == col).scalar_subquery()
+
+
+def _patron_blockers(col) -> dict:
+    """What keeps a patron's own record (photo, files) while the patron is still around."""
+    return {
+        "open_loan": lambda ctx: exists().where(issues.c.borrowernumber == col),
+        "outstanding_balance": lambda ctx: exists().where(
+            accountlines.c.borrowernumber == col, accountlines.c.amountoutstanding != 0
+        ),
+        "protected": lambda ctx: exists().where(
+            borrowers.c.borrowernumber == col, borrowers.c.protected == 1
+        ),
+        "staff_account": lambda ctx: exists().where(
+            borrowers.c.borrowernumber == col,
+            categories.c.categorycode == borrowers.c.categorycode,
+            categories.c.category_type == "S",
+        ),
+    }
+
+
+def _unlink(table, col: str, *, keep: tuple[str, ...] = (), clear: tuple[str, ...] = ()):
+    """Anonymize by setting the patron column (and ``clear`` text) to NULL, keeping ``keep``
+    (Koha's ON UPDATE timestamps, which are also the retention clocks) as they were."""
+
+    def values(ctx: Context) -> dict:
+        out: dict = {col: None, **{c: None for c in clear}}
+        out.update({k: table.c[k] for k in keep})
+        return out
+
+    return Anonymize(
+        identifying=lambda ctx: or_(*(table.c[c].isnot(None) for c in (col, *clear))),
+        values=values,
+    )
+
+
+def _blank_deleted_patron(ctx: Context) -> dict:
+    values: dict = {}
+    for name in schema.PERSONAL_COLUMNS:
+        values[name] = None if deletedborrowers.c[name].nullable else ""
+    values["anonymized"] = 1
+    # updated_on is when Koha moved the row here (the retention clock): keep it.
+    values["updated_on"] = deletedborrowers.c.updated_on
+    return values
+
+
+def _anonymized_on_either_side(ctx: Context):
+    return exists().where(
+        borrowers.c.anonymized == 1,
+        or_(
+            borrowers.c.borrowernumber == relationships.c.guarantee_id,
+            borrowers.c.borrowernumber == relationships.c.guarantor_id,
+        ),
+    )
+
+
+_INVENTORY_CATEGORIES: tuple[Category, ...] = (
+    Category(
+        name="last_borrowers",
+        source=SOURCE,
+        table=items_last_borrower,
+        key=items_last_borrower.c.id,
+        clock=items_last_borrower.c.created_on,
+        patron=items_last_borrower.c.borrowernumber,
+        description="Last borrower of each item (StoreLastBorrower)",
+    ),
+    Category(
+        name="patron_change_requests",
+        source=SOURCE,
+        table=borrower_modifications,
+        key=borrower_modifications.c.timestamp,
+        clock=borrower_modifications.c.timestamp,
+        patron=borrower_modifications.c.borrowernumber,
+        description="Patron change requests and unverified self-registrations",
+    ),
+    Category(
+        name="expired_restrictions",
+        source=SOURCE,
+        table=borrower_debarments,
+        key=borrower_debarments.c.borrower_debarment_id,
+        clock=borrower_debarments.c.expiration,
+        patron=borrower_debarments.c.borrowernumber,
+        description="Restrictions (debarments) that have expired",
+        # A restriction without an expiry date is indefinite, so still in force.
+        scope=lambda ctx: borrower_debarments.c.expiration.isnot(None),
+        null_clock_is_error=False,
+        strippable=("comment",),
+    ),
+    Category(
+        name="ill_requests",
+        source=SOURCE,
+        table=illrequests,
+        key=illrequests.c.illrequest_id,
+        clock=illrequests.c.completed,
+        patron=illrequests.c.borrowernumber,
+        description="Completed interlibrary loan requests",
+        scope=lambda ctx: illrequests.c.completed.isnot(None),
+        null_clock_is_error=False,
+        anonymize=_unlink(illrequests, "borrowernumber", keep=("updated",), clear=("notesopac",)),
+        strippable=("notesopac", "notesstaff"),
+    ),
+    Category(
+        name="ill_comments",
+        source=SOURCE,
+        table=illcomments,
+        key=illcomments.c.illcomment_id,
+        clock=illcomments.c.timestamp,
+        patron=illcomments.c.borrowernumber,
+        description="Comments on interlibrary loan requests",
+        blockers={
+            "open_request": lambda ctx: exists().where(
+                illrequests.c.illrequest_id == illcomments.c.illrequest_id,
+                illrequests.c.completed.is_(None),
+            ),
+        },
+    ),
+    Category(
+        name="purchase_suggestions",
+        source=SOURCE,
+        table=suggestions,
+        key=suggestions.c.suggestionid,
+        clock=suggestions.c.suggesteddate,
+        patron=suggestions.c.suggestedby,
+        description="Purchase suggestions made by patrons",
+        blockers={
+            "open_suggestion": lambda ctx: suggestions.c.STATUS.in_(OPEN_SUGGESTION_STATUSES),
+        },
+        anonymize=_unlink(
+            suggestions, "suggestedby", keep=("date",), clear=("note", "patronreason")
+        ),
+        strippable=("note", "patronreason"),
+    ),
+    Category(
+        name="article_requests",
+        source=SOURCE,
+        table=article_requests,
+        key=article_requests.c.id,
+        clock=article_requests.c.updated_on,
+        patron=article_requests.c.borrowernumber,
+        description="Completed or cancelled article (scan) requests",
+        scope=lambda ctx: article_requests.c.status.in_(("COMPLETED", "CANCELED")),
+        blockers={
+            "outstanding_balance": lambda ctx: exists().where(
+                accountlines.c.accountlines_id == article_requests.c.debit_id,
+                accountlines.c.amountoutstanding != 0,
+            ),
+        },
+        strippable=("patron_notes", "notes"),
+    ),
+    Category(
+        name="bookings",
+        source=SOURCE,
+        table=bookings,
+        key=bookings.c.booking_id,
+        clock=bookings.c.end_date,
+        patron=bookings.c.patron_id,
+        description="Item bookings whose period has ended",
+        blockers={
+            "open_loan": lambda ctx: exists().where(issues.c.booking_id == bookings.c.booking_id),
+        },
+    ),
+    Category(
+        name="recalls",
+        source=SOURCE,
+        table=recalls,
+        key=recalls.c.recall_id,
+        clock=recalls.c.completed_date,
+        patron=recalls.c.patron_id,
+        description="Completed recalls (fulfilled, cancelled, expired)",
+        scope=lambda ctx: recalls.c.completed == 1,
+        strippable=("notes",),
+    ),
+    Category(
+        name="link_clicks",
+        source=SOURCE,
+        table=linktracker,
+        key=linktracker.c.id,
+        clock=linktracker.c.timeclicked,
+        patron=linktracker.c.borrowernumber,
+        description="Clicks on catalogue links (TrackClicks)",
+        anonymize=_unlink(linktracker, "borrowernumber"),
+    ),
+    Category(
+        name="checkout_renewals",
+        source=SOURCE,
+        table=checkout_renewals,
+        key=checkout_renewals.c.renewal_id,
+        clock=checkout_renewals.c.timestamp,
+        patron=checkout_renewals.c.renewer_id,
+        description="Who renewed each loan",
+        blockers={
+            "keep_history": _keeps_history(checkout_renewals.c.renewer_id),
+            "open_loan": lambda ctx: exists().where(
+                issues.c.issue_id == checkout_renewals.c.checkout_id
+            ),
+        },
+        anonymize=_unlink(checkout_renewals, "renewer_id"),
+        deletable=False,
+    ),
+    Category(
+        name="club_enrollments",
+        source=SOURCE,
+        table=club_enrollments,
+        key=club_enrollments.c.id,
+        clock=club_enrollments.c.date_canceled,
+        patron=club_enrollments.c.borrowernumber,
+        description="Cancelled club enrollments",
+        scope=lambda ctx: club_enrollments.c.date_canceled.isnot(None),
+        null_clock_is_error=False,
+    ),
+    Category(
+        name="housebound_visits",
+        source=SOURCE,
+        table=housebound_visit,
+        key=housebound_visit.c.id,
+        clock=housebound_visit.c.appointment_date,
+        patron=housebound_visit.c.borrowernumber,
+        description="Past home-delivery visits",
+    ),
+    Category(
+        name="return_claims",
+        source=SOURCE,
+        table=return_claims,
+        key=return_claims.c.id,
+        clock=return_claims.c.resolved_on,
+        patron=return_claims.c.borrowernumber,
+        description="Resolved claims that an item was returned",
+        scope=lambda ctx: return_claims.c.resolved_on.isnot(None),
+        null_clock_is_error=False,
+        blockers={
+            "outstanding_balance": lambda ctx: exists().where(
+                or_(
+                    accountlines.c.issue_id == return_claims.c.issue_id,
+                    accountlines.c.old_issue_id == return_claims.c.issue_id,
+                ),
+                accountlines.c.amountoutstanding != 0,
+            ),
+        },
+        strippable=("notes",),
+    ),
+    Category(
+        name="problem_reports",
+        source=SOURCE,
+        table=problem_reports,
+        key=problem_reports.c.reportid,
+        clock=problem_reports.c.created_on,
+        patron=problem_reports.c.borrowernumber,
+        description="Problem reports sent from the OPAC",
+    ),
+    Category(
+        name="catalog_tickets",
+        source=SOURCE,
+        table=tickets,
+        key=tickets.c.id,
+        clock=tickets.c.resolved_date,
+        patron=tickets.c.reporter_id,
+        description="Resolved catalog concerns reported by patrons",
+        scope=lambda ctx: tickets.c.resolved_date.isnot(None),
+        null_clock_is_error=False,
+    ),
+    Category(
+        name="patron_messages",
+        source=SOURCE,
+        table=messages,
+        key=messages.c.message_id,
+        clock=messages.c.message_date,
+        patron=messages.c.borrowernumber,
+        description="Messages on patron records (to the patron, or staff notes)",
+        strippable=("message",),
+    ),
+    Category(
+        name="patron_tags",
+        source=SOURCE,
+        table=tags_all,
+        key=tags_all.c.tag_id,
+        clock=tags_all.c.date_created,
+        patron=tags_all.c.borrowernumber,
+        description="Who added each tag to a title",
+        blockers={"keep_history": _keeps_history(tags_all.c.borrowernumber)},
+        anonymize=_unlink(tags_all, "borrowernumber"),
+        deletable=False,
+    ),
+    Category(
+        name="patron_photos",
+        source=SOURCE,
+        table=patronimage,
+        key=patronimage.c.borrowernumber,
+        clock=_patron_expiry(patronimage.c.borrowernumber),
+        patron=patronimage.c.borrowernumber,
+        description="Patron photos, by the card's expiry",
+        null_clock_is_error=False,
+        blockers=_patron_blockers(patronimage.c.borrowernumber),
+    ),
+    Category(
+        name="patron_files",
+        source=SOURCE,
+        table=borrower_files,
+        key=borrower_files.c.file_id,
+        clock=_patron_expiry(borrower_files.c.borrowernumber),
+        patron=borrower_files.c.borrowernumber,
+        description="Files attached to patron records, by the card's expiry",
+        null_clock_is_error=False,
+        blockers=_patron_blockers(borrower_files.c.borrowernumber),
+    ),
+    Category(
+        name="pseudonymized_transactions",
+        source=SOURCE,
+        table=pseudonymized_transactions,
+        key=pseudonymized_transactions.c.id,
+        clock=pseudonymized_transactions.c.datetime,
+        # A bcrypt pseudonym under Koha's site key: no borrowernumber to match a legal
+        # hold against, so holds cannot name these rows (see the policy's reason).
+        patron=None,
+        description="Koha's pseudonymized transactions (fixed-key pseudonym)",
+        strippable=PSEUDONYM_QUASI_IDENTIFIERS,
+    ),
+    Category(
+        name="deleted_patrons",
+        source=SOURCE,
+        table=deletedborrowers,
+        key=deletedborrowers.c.borrowernumber,
+        clock=deletedborrowers.c.updated_on,
+        patron=deletedborrowers.c.borrowernumber,
+        description="Deleted patrons' records (deletedborrowers)",
+        anonymize=Anonymize(
+            identifying=lambda ctx: deletedborrowers.c.anonymized == 0,
+            values=_blank_deleted_patron,
+        ),
+    ),
+    Category(
+        name="guarantor_links",
+        source=SOURCE,
+        table=relationships,
+        key=relationships.c.id,
+        clock=_patron_expiry(relationships.c.guarantee_id),
+        patron=relationships.c.guarantee_id,
+        description="Guarantor links where one side is already anonymized",
+        scope=_anonymized_on_either_side,
+        null_clock_is_error=False,
+    ),
+)
 
 
 CATEGORIES: dict[str, Category] = {
@@ -311,6 +711,7 @@ CATEGORIES: dict[str, Category] = {
                 values=_blank_patron,
             ),
         ),
+        *_INVENTORY_CATEGORIES,
     )
 }
 
@@ -363,4 +764,52 @@ CONNECTOR = Connector(
     prepare=prepare,
     extract_facts=extract_facts,
     default_options={"anonymous_patron": "preference", "batch_size": 10_000},
+)
+
+
+# --- the personal-data inventory -------------------------------------------------------------
+#
+# Where Koha keeps a patron's number without a foreign key to ``borrowers``: the one list of
+# keyless references (discovery finds the foreign keys itself). Facts from kohastructure.sql
+# and Koha's code; each is checked against the live schema (a column that is not there is
+# skipped), so the list may name tables this project does not model.
+KEYLESS_REFERENCES: tuple[KeylessLink, ...] = (
+    KeylessLink(
+        "statistics", "borrowernumber", note="left identifying after history is anonymized"
+    ),
+    KeylessLink("search_history", "userid", note="OPAC searches; userid is the borrowernumber"),
+    KeylessLink(
+        "action_logs",
+        "object",
+        scope=("module", PATRON_LOG_MODULES),
+        note="the patron an action was about (for patron modules)",
+    ),
+    KeylessLink("action_logs", "user", note="the staff member who acted"),
+    KeylessLink("deletedborrowers", "borrowernumber", note="deleted patrons' full records"),
+    KeylessLink(
+        "pseudonymized_transactions",
+        "hashed_borrowernumber",
+        queryable=False,
+        note="bcrypt of the borrowernumber under one site key: one pseudonym per patron forever",
+    ),
+    KeylessLink("borrower_modifications", "borrowernumber", note="0 for self-registrations"),
+    KeylessLink("borrower_password_recovery", "borrowernumber"),
+    KeylessLink("housebound_visit", "borrowernumber", note="key to housebound_profile"),
+    KeylessLink("background_jobs", "borrowernumber", note="staff who queued the job"),
+    KeylessLink("saved_sql", "borrowernumber", note="staff who wrote the report"),
+    KeylessLink("uploaded_files", "owner"),
+    KeylessLink("aqbudgets", "budget_owner_id"),
+    KeylessLink("aqbasket", "authorisedby", note="varchar holding a borrowernumber"),
+    KeylessLink("curbside_pickups", "delivered_by"),
+    KeylessLink("pending_offline_operations", "cardnumber", via="cardnumber"),
+    KeylessLink("pending_offline_operations", "userid", via="userid", note="staff login"),
+    KeylessLink("problem_reports", "username", via="userid"),
+    KeylessLink("subscription", "librarian", via="userid"),
+)
+
+INVENTORY = SourceInventory(
+    source=SOURCE,
+    patron_table="borrowers",
+    patron_key="borrowernumber",
+    keyless=KEYLESS_REFERENCES,
 )

@@ -9,10 +9,14 @@ as published in the ``openfifth/koha`` mirror).
 Deliberate differences from Koha, each because this subset must stand alone and also
 create on SQLite:
 
-* Foreign keys to Koha tables that are not modelled here (``biblioitems``, ``bookings``,
-  ``desks``, ``item_groups``, ``hold_groups``, ``letter``, ``sms_providers``,
-  ``message_transport_types``, ``account_*_types``, ``cash_registers``, ``illrequests``)
-  are left out; the columns are kept.
+* Foreign keys to Koha tables that are not modelled here (``biblioitems``, ``desks``,
+  ``item_groups``, ``hold_groups``, ``letter``, ``sms_providers``,
+  ``message_transport_types``, ``account_*_types``, ``cash_registers``, ``clubs``,
+  ``housebound_profile``, ``illbatches``, ``authorised_values``, ``restriction_types``,
+  ``aqbudgets``) are left out; the columns are kept.
+* ``borrower_modifications``' primary key is Koha's ``(verification_token(191),
+  borrowernumber)`` without the prefix length (the whole 255-character column fits an
+  InnoDB key, and SQLite has no prefix keys).
 * SQLite index names are database-wide while MySQL's are per table, so Koha's index name is
   prefixed with the table name unless it already starts with it. Foreign-key constraint
   names are Koha's (they are database-wide in MySQL too, so they are already unique).
@@ -39,8 +43,10 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Table,
@@ -53,28 +59,52 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 
 __all__ = [
-    "PERSONAL_COLUMNS",
     "accountlines",
     "action_logs",
+    "article_requests",
     "biblio",
+    "bookings",
+    "borrower_debarments",
+    "borrower_files",
+    "borrower_modifications",
     "borrower_relationships",
     "borrowers",
     "branches",
     "categories",
+    "checkout_renewals",
+    "club_enrollments",
     "create_schema",
     "deletedborrowers",
     "drop_schema",
+    "housebound_visit",
+    "illcomments",
+    "illrequests",
     "issues",
     "items",
+    "items_last_borrower",
     "itemtypes",
+    "linktracker",
     "message_queue",
+    "messages",
     "metadata",
     "old_issues",
     "old_reserves",
+    "patron_consent",
+    "patronimage",
+    "PERSONAL_COLUMNS",
+    "problem_reports",
+    "pseudonymized_transactions",
+    "ratings",
+    "recalls",
     "reserves",
+    "return_claims",
+    "reviews",
     "search_history",
     "statistics",
+    "suggestions",
     "systempreferences",
+    "tags_all",
+    "tickets",
 ]
 
 metadata = MetaData()
@@ -119,6 +149,30 @@ def _double_16_4() -> Float:
 
 def _uint() -> Integer:
     return Integer().with_variant(mysql.INTEGER(unsigned=True), *_MYSQL)
+
+
+def _ubigint() -> BigInteger:
+    """``bigint(20) unsigned`` on MariaDB; INTEGER on SQLite so a key still auto-increments."""
+    return (
+        BigInteger()
+        .with_variant(mysql.BIGINT(unsigned=True), *_MYSQL)
+        .with_variant(Integer(), "sqlite")
+    )
+
+
+def _mediumblob() -> LargeBinary:
+    return LargeBinary().with_variant(mysql.MEDIUMBLOB(), *_MYSQL)
+
+
+def _longblob() -> LargeBinary:
+    return LargeBinary().with_variant(mysql.LONGBLOB(), *_MYSQL)
+
+
+def _binary_varchar(length: int) -> String:
+    """``varchar(n) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`` (case-sensitive terms)."""
+    return String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), *_MYSQL
+    )
 
 
 def _zero():
@@ -612,6 +666,13 @@ issues = _table(
     _ix("issues", "bordate", "borrowernumber", "timestamp"),
     _ix("issues", "issues_ibfk_borrowers_borrowernumber", "issuer_id"),
     _ix("issues", "issues_booking_id_fk", "booking_id"),
+    _fk(
+        "issues_booking_id_fk",
+        "booking_id",
+        "bookings.booking_id",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
     _fk("issues_ibfk_1", "borrowernumber", "borrowers.borrowernumber", onupdate="CASCADE"),
     _fk("issues_ibfk_2", "itemnumber", "items.itemnumber", onupdate="CASCADE"),
     _fk(
@@ -634,6 +695,13 @@ old_issues = _table(
     _ix("old_issues", "old_issues_ibfk_borrowers_borrowernumber", "issuer_id"),
     _ix("old_issues", "old_issues_booking_id_fk", "booking_id"),
     _ix("old_issues", "old_issues_returndate_retention_idx", "returndate"),
+    _fk(
+        "old_issues_booking_id_fk",
+        "booking_id",
+        "bookings.booking_id",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
     _fk(
         "old_issues_ibfk_1",
         "borrowernumber",
@@ -997,6 +1065,777 @@ message_queue = _table(
         onupdate="CASCADE",
     ),
     on_update=("updated_on",),
+)
+
+# --- the rest of Koha's patron data (the personal-data inventory, issue 3) ---------------------
+#
+# Every table below links to a patron (a foreign key to ``borrowers``, or a known keyless
+# reference) or holds a patron's own data. Columns, types, keys and constraint names follow
+# kohastructure.sql; only the foreign keys to tables this module does not model are left out.
+
+
+def _borrower_fk(name: str, col: str, *, ondelete: str = "CASCADE", onupdate="CASCADE"):
+    return _fk(name, col, "borrowers.borrowernumber", ondelete=ondelete, onupdate=onupdate)
+
+
+items_last_borrower = _table(
+    "items_last_borrower",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("itemnumber", Integer, nullable=False),
+    Column("borrowernumber", Integer, nullable=False),
+    _touched("created_on"),
+    UniqueConstraint("itemnumber", name="itemnumber"),
+    _ix("items_last_borrower", "borrowernumber", "borrowernumber"),
+    _fk(
+        "items_last_borrower_ibfk_1",
+        "itemnumber",
+        "items.itemnumber",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    _borrower_fk("items_last_borrower_ibfk_2", "borrowernumber"),
+    on_update=("created_on",),
+)
+
+# A patron's (or a self-registrant's) requested changes, waiting for staff: a full copy of
+# the patron columns. Koha declares no foreign key, so only the keyless rules find it.
+borrower_modifications = _table(
+    "borrower_modifications",
+    _touched(),
+    Column("verification_token", String(255), nullable=False, server_default=""),
+    Column("changed_fields", _mediumtext()),
+    Column("borrowernumber", Integer, nullable=False, server_default=_zero()),
+    Column("cardnumber", String(32)),
+    Column("surname", _longtext()),
+    Column("firstname", _mediumtext()),
+    Column("preferred_name", _longtext()),
+    Column("middle_name", _longtext()),
+    Column("title", _longtext()),
+    Column("othernames", _longtext()),
+    Column("initials", _mediumtext()),
+    Column("pronouns", _longtext()),
+    Column("streetnumber", _tinytext()),
+    Column("streettype", String(50)),
+    Column("address", _longtext()),
+    Column("address2", _mediumtext()),
+    Column("city", _longtext()),
+    Column("state", _mediumtext()),
+    Column("zipcode", String(25)),
+    Column("country", _mediumtext()),
+    Column("email", _longtext()),
+    Column("phone", _mediumtext()),
+    Column("mobile", String(50)),
+    Column("fax", _longtext()),
+    Column("emailpro", _mediumtext()),
+    Column("phonepro", _mediumtext()),
+    Column("B_streetnumber", _tinytext()),
+    Column("B_streettype", String(50)),
+    Column("B_address", String(100)),
+    Column("B_address2", _mediumtext()),
+    Column("B_city", _longtext()),
+    Column("B_state", _mediumtext()),
+    Column("B_zipcode", String(25)),
+    Column("B_country", _mediumtext()),
+    Column("B_email", _mediumtext()),
+    Column("B_phone", _longtext()),
+    Column("dateofbirth", Date),
+    Column("branchcode", String(10)),
+    Column("categorycode", String(10)),
+    Column("dateenrolled", Date),
+    Column("dateexpiry", Date),
+    Column("date_renewed", Date),
+    Column("gonenoaddress", _tinyint(1)),
+    Column("lost", _tinyint(1)),
+    Column("debarred", Date),
+    Column("debarredcomment", String(255)),
+    Column("contactname", _longtext()),
+    Column("contactfirstname", _mediumtext()),
+    Column("contacttitle", _mediumtext()),
+    Column("borrowernotes", _longtext()),
+    Column("relationship", String(100)),
+    Column("sex", String(1)),
+    Column("password", String(30)),
+    Column("flags", BigInteger),
+    Column("userid", String(75)),
+    Column("opacnote", _longtext()),
+    Column("contactnote", String(255)),
+    Column("sort1", String(80)),
+    Column("sort2", String(80)),
+    Column("altcontactfirstname", String(255)),
+    Column("altcontactsurname", String(255)),
+    Column("altcontactaddress1", String(255)),
+    Column("altcontactaddress2", String(255)),
+    Column("altcontactaddress3", String(255)),
+    Column("altcontactstate", _mediumtext()),
+    Column("altcontactzipcode", String(50)),
+    Column("altcontactcountry", _mediumtext()),
+    Column("altcontactphone", String(50)),
+    Column("smsalertnumber", String(50)),
+    Column("privacy", Integer),
+    Column("extended_attributes", _mediumtext()),
+    Column("gdpr_proc_consent", DateTime),
+    Column("primary_contact_method", String(45)),
+    Column("lang", String(25)),
+    PrimaryKeyConstraint("verification_token", "borrowernumber"),
+    _ix(
+        "borrower_modifications",
+        "verification_token",
+        "verification_token",
+        mysql_length={"verification_token": 191},
+    ),
+    _ix("borrower_modifications", "borrowernumber", "borrowernumber"),
+    on_update=("timestamp",),
+)
+
+borrower_debarments = _table(
+    "borrower_debarments",
+    Column("borrower_debarment_id", Integer, primary_key=True, autoincrement=True),
+    Column("borrowernumber", Integer, nullable=False),
+    Column("expiration", Date),
+    Column("type", String(50), nullable=False),
+    Column("comment", _mediumtext()),
+    Column("manager_id", Integer),
+    _touched("created"),
+    Column("updated", _timestamp()),
+    _ix("borrower_debarments", "borrowernumber", "borrowernumber"),
+    _ix("borrower_debarments", "borrower_debarments_ibfk_2", "type"),
+    _borrower_fk("borrower_debarments_ibfk_1", "borrowernumber"),
+    on_update=("created",),
+)
+
+patron_consent = _table(
+    "patron_consent",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("borrowernumber", Integer, nullable=False),
+    Column("type", _tinytext()),
+    Column("given_on", DateTime),
+    Column("refused_on", DateTime),
+    _ix("patron_consent", "borrowernumber", "borrowernumber"),
+    _borrower_fk("patron_consent_ibfk_1", "borrowernumber"),
+)
+
+illrequests = _table(
+    "illrequests",
+    Column("illrequest_id", _ubigint(), primary_key=True, autoincrement=True),
+    Column("borrowernumber", Integer),
+    Column("managedby", Integer),
+    Column("biblio_id", Integer),
+    Column("deleted_biblio_id", Integer),
+    Column("due_date", DateTime),
+    Column("branchcode", String(50), nullable=False),
+    Column("status", String(50)),
+    Column("status_alias", String(80)),
+    Column("placed", Date),
+    Column("replied", Date),
+    _touched("updated"),
+    Column("completed", Date),
+    Column("medium", String(30)),
+    Column("accessurl", String(500)),
+    Column("cost", String(20)),
+    Column("price_paid", String(20)),
+    Column("notesopac", _mediumtext()),
+    Column("notesstaff", _mediumtext()),
+    Column("orderid", String(50)),
+    Column("backend", String(20)),
+    Column("batch_id", Integer),
+    _ix("illrequests", "illrequests_bnfk", "borrowernumber"),
+    _ix("illrequests", "illrequests_bcfk_2", "branchcode"),
+    _ix("illrequests", "illrequests_safk", "status_alias"),
+    _ix("illrequests", "illrequests_bibfk", "biblio_id"),
+    _ix("illrequests", "illrequests_ibfk", "batch_id"),
+    _ix("illrequests", "illrequests_manfk", "managedby"),
+    _fk(
+        "illrequests_bcfk_2",
+        "branchcode",
+        "branches.branchcode",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    _fk(
+        "illrequests_bibfk",
+        "biblio_id",
+        "biblio.biblionumber",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
+    _borrower_fk("illrequests_bnfk", "borrowernumber", ondelete="SET NULL"),
+    _borrower_fk("illrequests_manfk", "managedby", ondelete="SET NULL"),
+    on_update=("updated",),
+)
+
+illcomments = _table(
+    "illcomments",
+    Column("illcomment_id", Integer, primary_key=True, autoincrement=True),
+    Column("illrequest_id", _ubigint(), nullable=False),
+    Column("borrowernumber", Integer),
+    Column("comment", Text),
+    Column("timestamp", _timestamp(), nullable=False, server_default=_now()),
+    _ix("illcomments", "illcomments_bnfk", "borrowernumber"),
+    _ix("illcomments", "illcomments_ifk", "illrequest_id"),
+    _borrower_fk("illcomments_bnfk", "borrowernumber"),
+    _fk(
+        "illcomments_ifk",
+        "illrequest_id",
+        "illrequests.illrequest_id",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+)
+
+suggestions = _table(
+    "suggestions",
+    Column("suggestionid", Integer, primary_key=True, autoincrement=True),
+    Column("suggestedby", Integer),
+    Column("suggesteddate", Date, nullable=False),
+    Column("managedby", Integer),
+    Column("manageddate", Date),
+    Column("acceptedby", Integer),
+    Column("accepteddate", Date),
+    Column("rejectedby", Integer),
+    Column("rejecteddate", Date),
+    Column("lastmodificationby", Integer),
+    Column("lastmodificationdate", Date),
+    Column("STATUS", String(10), nullable=False, server_default=""),
+    Column("archived", _tinyint(1), nullable=False, server_default=_zero()),
+    Column("note", _longtext()),
+    Column("staff_note", _longtext()),
+    Column("author", String(80)),
+    Column("title", String(255)),
+    Column("copyrightdate", SmallInteger),
+    Column("publishercode", String(255)),
+    _touched("date"),
+    Column("volumedesc", String(255)),
+    Column("publicationyear", SmallInteger, server_default=_zero()),
+    Column("place", String(255)),
+    Column("isbn", String(30)),
+    Column("biblionumber", Integer),
+    Column("reason", _mediumtext()),
+    Column("patronreason", _mediumtext()),
+    Column("budgetid", Integer),
+    Column("branchcode", String(10)),
+    Column("collectiontitle", _mediumtext()),
+    Column("itemtype", String(30)),
+    Column("quantity", SmallInteger),
+    Column("currency", String(10)),
+    Column("price", Numeric(28, 6)),
+    Column("total", Numeric(28, 6)),
+    _ix("suggestions", "suggestedby", "suggestedby"),
+    _ix("suggestions", "managedby", "managedby"),
+    _ix("suggestions", "acceptedby", "acceptedby"),
+    _ix("suggestions", "rejectedby", "rejectedby"),
+    _ix("suggestions", "biblionumber", "biblionumber"),
+    _ix("suggestions", "budgetid", "budgetid"),
+    _ix("suggestions", "branchcode", "branchcode"),
+    _ix("suggestions", "status", "STATUS"),
+    _ix("suggestions", "suggestions_ibfk_lastmodificationby", "lastmodificationby"),
+    _borrower_fk("suggestions_ibfk_acceptedby", "acceptedby", ondelete="SET NULL"),
+    _fk(
+        "suggestions_ibfk_biblionumber",
+        "biblionumber",
+        "biblio.biblionumber",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
+    _fk(
+        "suggestions_ibfk_branchcode",
+        "branchcode",
+        "branches.branchcode",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
+    _borrower_fk("suggestions_ibfk_lastmodificationby", "lastmodificationby", ondelete="SET NULL"),
+    _borrower_fk("suggestions_ibfk_managedby", "managedby", ondelete="SET NULL"),
+    _borrower_fk("suggestions_ibfk_rejectedby", "rejectedby", ondelete="SET NULL"),
+    _borrower_fk("suggestions_ibfk_suggestedby", "suggestedby", ondelete="SET NULL"),
+    on_update=("date",),
+)
+
+article_requests = _table(
+    "article_requests",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("borrowernumber", Integer, nullable=False),
+    Column("biblionumber", Integer, nullable=False),
+    Column("itemnumber", Integer),
+    Column("branchcode", String(10)),
+    Column("title", _mediumtext()),
+    Column("author", _mediumtext()),
+    Column("volume", _mediumtext()),
+    Column("issue", _mediumtext()),
+    Column("date", _mediumtext()),
+    Column("pages", _mediumtext()),
+    Column("chapters", _mediumtext()),
+    Column("patron_notes", _mediumtext()),
+    Column(
+        "status",
+        Enum(
+            "REQUESTED",
+            "PENDING",
+            "PROCESSING",
+            "COMPLETED",
+            "CANCELED",
+            name="article_requests_status",
+        ),
+        nullable=False,
+        server_default="REQUESTED",
+    ),
+    Column("notes", _mediumtext()),
+    Column(
+        "format",
+        Enum("PHOTOCOPY", "SCAN", name="article_requests_format"),
+        nullable=False,
+        server_default="PHOTOCOPY",
+    ),
+    Column("urls", _mediumtext()),
+    Column("cancellation_reason", String(80)),
+    Column("debit_id", Integer),
+    Column("created_on", _timestamp()),
+    _touched("updated_on"),
+    Column("toc_request", _tinyint(4), nullable=False, server_default=_zero()),
+    _ix("article_requests", "borrowernumber", "borrowernumber"),
+    _ix("article_requests", "biblionumber", "biblionumber"),
+    _ix("article_requests", "itemnumber", "itemnumber"),
+    _ix("article_requests", "branchcode", "branchcode"),
+    _ix("article_requests", "debit_id", "debit_id"),
+    _borrower_fk("article_requests_ibfk_1", "borrowernumber"),
+    _fk(
+        "article_requests_ibfk_2",
+        "biblionumber",
+        "biblio.biblionumber",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    _fk(
+        "article_requests_ibfk_3",
+        "itemnumber",
+        "items.itemnumber",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
+    _fk(
+        "article_requests_ibfk_4",
+        "branchcode",
+        "branches.branchcode",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
+    _fk(
+        "article_requests_ibfk_5",
+        "debit_id",
+        "accountlines.accountlines_id",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
+    on_update=("updated_on",),
+)
+
+bookings = _table(
+    "bookings",
+    Column("booking_id", Integer, primary_key=True, autoincrement=True),
+    Column("patron_id", Integer, nullable=False, server_default=_zero()),
+    Column("biblio_id", Integer, nullable=False, server_default=_zero()),
+    Column("item_id", Integer),
+    Column("pickup_library_id", String(10), nullable=False),
+    Column("start_date", DateTime),
+    Column("end_date", DateTime),
+    Column("creation_date", _timestamp(), nullable=False, server_default=_now()),
+    _touched("modification_date"),
+    Column(
+        "status",
+        Enum("new", "cancelled", "completed", name="bookings_status"),
+        nullable=False,
+        server_default="new",
+    ),
+    Column("cancellation_reason", String(80)),
+    _ix("bookings", "patron_id", "patron_id"),
+    _ix("bookings", "biblio_id", "biblio_id"),
+    _ix("bookings", "item_id", "item_id"),
+    _ix("bookings", "bookings_ibfk_4", "pickup_library_id"),
+    _borrower_fk("bookings_ibfk_1", "patron_id"),
+    _fk(
+        "bookings_ibfk_2",
+        "biblio_id",
+        "biblio.biblionumber",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    _fk("bookings_ibfk_3", "item_id", "items.itemnumber", ondelete="CASCADE", onupdate="CASCADE"),
+    _fk(
+        "bookings_ibfk_4",
+        "pickup_library_id",
+        "branches.branchcode",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    on_update=("modification_date",),
+)
+
+recalls = _table(
+    "recalls",
+    Column("recall_id", Integer, primary_key=True, autoincrement=True),
+    Column("patron_id", Integer, nullable=False, server_default=_zero()),
+    Column("created_date", DateTime),
+    Column("biblio_id", Integer, nullable=False),
+    Column("pickup_library_id", String(10)),
+    Column("completed_date", DateTime),
+    Column("notes", _mediumtext()),
+    Column("priority", SmallInteger),
+    Column(
+        "status",
+        Enum(
+            "requested",
+            "overdue",
+            "waiting",
+            "in_transit",
+            "cancelled",
+            "expired",
+            "fulfilled",
+            name="recalls_status",
+        ),
+        server_default="requested",
+    ),
+    _touched(),
+    Column("item_id", Integer),
+    Column("waiting_date", DateTime),
+    Column("expiration_date", DateTime),
+    Column("completed", _tinyint(1), nullable=False, server_default=_zero()),
+    Column("item_level", _tinyint(1), nullable=False, server_default=_zero()),
+    _ix("recalls", "recalls_ibfk_1", "patron_id"),
+    _ix("recalls", "recalls_ibfk_2", "biblio_id"),
+    _ix("recalls", "recalls_ibfk_3", "item_id"),
+    _ix("recalls", "recalls_ibfk_4", "pickup_library_id"),
+    _borrower_fk("recalls_ibfk_1", "patron_id"),
+    _fk(
+        "recalls_ibfk_2", "biblio_id", "biblio.biblionumber", ondelete="CASCADE", onupdate="CASCADE"
+    ),
+    _fk("recalls_ibfk_3", "item_id", "items.itemnumber", ondelete="CASCADE", onupdate="CASCADE"),
+    _fk(
+        "recalls_ibfk_4",
+        "pickup_library_id",
+        "branches.branchcode",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    comment="Information related to recalls in Koha",
+    on_update=("timestamp",),
+)
+
+reviews = _table(
+    "reviews",
+    Column("reviewid", Integer, primary_key=True, autoincrement=True),
+    Column("borrowernumber", Integer),
+    Column("biblionumber", Integer),
+    Column("review", _mediumtext()),
+    Column("approved", _tinyint(4), server_default=_zero()),
+    Column("datereviewed", DateTime),
+    _ix("reviews", "reviews_ibfk_1", "borrowernumber"),
+    _ix("reviews", "reviews_ibfk_2", "biblionumber"),
+    _borrower_fk("reviews_ibfk_1", "borrowernumber", ondelete="SET NULL"),
+    _fk(
+        "reviews_ibfk_2",
+        "biblionumber",
+        "biblio.biblionumber",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+)
+
+tags_all = _table(
+    "tags_all",
+    Column("tag_id", Integer, primary_key=True, autoincrement=True),
+    Column("borrowernumber", Integer),
+    Column("biblionumber", Integer, nullable=False),
+    Column("term", _binary_varchar(191), nullable=False),
+    Column("language", Integer),
+    Column("date_created", DateTime, nullable=False),
+    _ix("tags_all", "tags_borrowers_fk_1", "borrowernumber"),
+    _ix("tags_all", "tags_biblionumber_fk_1", "biblionumber"),
+    _fk(
+        "tags_biblionumber_fk_1",
+        "biblionumber",
+        "biblio.biblionumber",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    _borrower_fk("tags_borrowers_fk_1", "borrowernumber", ondelete="SET NULL"),
+)
+
+ratings = _table(
+    "ratings",
+    Column("borrowernumber", Integer, primary_key=True, autoincrement=False),
+    Column("biblionumber", Integer, primary_key=True, autoincrement=False),
+    Column("rating_value", _tinyint(1), nullable=False),
+    Column("timestamp", _timestamp(), nullable=False, server_default=_now()),
+    _ix("ratings", "ratings_ibfk_2", "biblionumber"),
+    _borrower_fk("ratings_ibfk_1", "borrowernumber"),
+    _fk(
+        "ratings_ibfk_2",
+        "biblionumber",
+        "biblio.biblionumber",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+)
+
+linktracker = _table(
+    "linktracker",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("biblionumber", Integer),
+    Column("itemnumber", Integer),
+    Column("borrowernumber", Integer),
+    Column("url", _mediumtext()),
+    Column("timeclicked", DateTime),
+    _ix("linktracker", "bibidx", "biblionumber"),
+    _ix("linktracker", "itemidx", "itemnumber"),
+    _ix("linktracker", "borridx", "borrowernumber"),
+    _ix("linktracker", "dateidx", "timeclicked"),
+    _fk(
+        "linktracker_biblio_ibfk",
+        "biblionumber",
+        "biblio.biblionumber",
+        ondelete="SET NULL",
+        onupdate="SET NULL",
+    ),
+    _borrower_fk(
+        "linktracker_borrower_ibfk", "borrowernumber", ondelete="SET NULL", onupdate="SET NULL"
+    ),
+    _fk(
+        "linktracker_item_ibfk",
+        "itemnumber",
+        "items.itemnumber",
+        ondelete="SET NULL",
+        onupdate="SET NULL",
+    ),
+)
+
+checkout_renewals = _table(
+    "checkout_renewals",
+    Column("renewal_id", Integer, primary_key=True, autoincrement=True),
+    Column("checkout_id", Integer),
+    Column("renewer_id", Integer),
+    Column("seen", _tinyint(1), server_default=_zero()),
+    Column("interface", String(16), nullable=False),
+    Column("timestamp", _timestamp(), nullable=False, server_default=_now()),
+    Column(
+        "renewal_type",
+        Enum("Automatic", "Manual", name="checkout_renewals_renewal_type"),
+        nullable=False,
+        server_default="Manual",
+    ),
+    _ix("checkout_renewals", "renewer_id", "renewer_id"),
+    _borrower_fk("renewals_renewer_id", "renewer_id", ondelete="SET NULL"),
+)
+
+club_enrollments = _table(
+    "club_enrollments",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("club_id", Integer, nullable=False),
+    Column("borrowernumber", Integer, nullable=False),
+    Column("date_enrolled", _timestamp(), nullable=False, server_default=_now()),
+    Column("date_canceled", _timestamp()),
+    Column("date_created", _timestamp()),
+    Column("date_updated", _timestamp()),
+    Column("branchcode", String(10)),
+    _ix("club_enrollments", "club_id", "club_id"),
+    _ix("club_enrollments", "borrowernumber", "borrowernumber"),
+    _ix("club_enrollments", "branchcode", "branchcode"),
+    _borrower_fk("club_enrollments_ibfk_2", "borrowernumber"),
+    _fk(
+        "club_enrollments_ibfk_3",
+        "branchcode",
+        "branches.branchcode",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
+)
+
+# ``borrowernumber`` points at ``housebound_profile`` (keyed by borrowernumber), which is not
+# modelled: here it is a keyless reference to the patron who receives the visit.
+housebound_visit = _table(
+    "housebound_visit",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("borrowernumber", Integer, nullable=False),
+    Column("appointment_date", Date),
+    Column("day_segment", String(10)),
+    Column("chooser_brwnumber", Integer),
+    Column("deliverer_brwnumber", Integer),
+    _ix("housebound_visit", "houseboundvisit_bnfk", "borrowernumber"),
+    _ix("housebound_visit", "houseboundvisit_bnfk_1", "chooser_brwnumber"),
+    _ix("housebound_visit", "houseboundvisit_bnfk_2", "deliverer_brwnumber"),
+    _borrower_fk("houseboundvisit_bnfk_1", "chooser_brwnumber"),
+    _borrower_fk("houseboundvisit_bnfk_2", "deliverer_brwnumber"),
+)
+
+return_claims = _table(
+    "return_claims",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("itemnumber", Integer, nullable=False),
+    Column("issue_id", Integer),
+    Column("borrowernumber", Integer, nullable=False),
+    Column("notes", _mediumtext()),
+    Column("created_on", _timestamp()),
+    Column("created_by", Integer),
+    Column("updated_on", _timestamp()),
+    Column("updated_by", Integer),
+    Column("resolution", String(80)),
+    Column("resolved_on", _timestamp()),
+    Column("resolved_by", Integer),
+    UniqueConstraint("itemnumber", "issue_id", name="item_issue"),
+    _ix("return_claims", "itemnumber", "itemnumber"),
+    _ix("return_claims", "rc_borrowers_ibfk", "borrowernumber"),
+    _ix("return_claims", "rc_created_by_ibfk", "created_by"),
+    _ix("return_claims", "rc_updated_by_ibfk", "updated_by"),
+    _ix("return_claims", "rc_resolved_by_ibfk", "resolved_by"),
+    _borrower_fk("rc_borrowers_ibfk", "borrowernumber"),
+    _borrower_fk("rc_created_by_ibfk", "created_by", ondelete="SET NULL"),
+    _fk("rc_items_ibfk", "itemnumber", "items.itemnumber", ondelete="CASCADE", onupdate="CASCADE"),
+    _borrower_fk("rc_resolved_by_ibfk", "resolved_by", ondelete="SET NULL"),
+    _borrower_fk("rc_updated_by_ibfk", "updated_by", ondelete="SET NULL"),
+)
+# Koha's ``updated_on timestamp NULL DEFAULT NULL ON UPDATE current_timestamp()``.
+event.listen(
+    return_claims,
+    "after_create",
+    DDL(
+        "ALTER TABLE `return_claims` MODIFY `updated_on` TIMESTAMP NULL DEFAULT NULL "
+        "ON UPDATE CURRENT_TIMESTAMP"
+    ).execute_if(dialect=_MYSQL),
+)
+
+problem_reports = _table(
+    "problem_reports",
+    Column("reportid", Integer, primary_key=True, autoincrement=True),
+    Column("title", String(40), nullable=False, server_default=""),
+    Column("content", Text, nullable=False),
+    Column("borrowernumber", Integer, nullable=False, server_default=_zero()),
+    Column("branchcode", String(10), nullable=False, server_default=""),
+    Column("username", String(75)),
+    Column("problempage", Text),
+    Column(
+        "recipient",
+        Enum("admin", "library", name="problem_reports_recipient"),
+        nullable=False,
+        server_default="library",
+    ),
+    Column("created_on", _timestamp(), nullable=False, server_default=_now()),
+    Column("status", String(6), nullable=False, server_default="New"),
+    _ix("problem_reports", "problem_reports_ibfk1", "borrowernumber"),
+    _ix("problem_reports", "problem_reports_ibfk2", "branchcode"),
+    _borrower_fk("problem_reports_ibfk1", "borrowernumber"),
+    _fk(
+        "problem_reports_ibfk2",
+        "branchcode",
+        "branches.branchcode",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+)
+
+tickets = _table(
+    "tickets",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "source",
+        Enum("catalog", name="tickets_source"),
+        nullable=False,
+        server_default="catalog",
+    ),
+    Column("reporter_id", Integer, nullable=False, server_default=_zero()),
+    Column("reported_date", _timestamp(), nullable=False, server_default=_now()),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(80)),
+    Column("assignee_id", Integer),
+    Column("resolver_id", Integer),
+    Column("resolved_date", DateTime),
+    Column("biblio_id", Integer),
+    _ix("tickets", "tickets_ibfk_1", "reporter_id"),
+    _ix("tickets", "tickets_ibfk_2", "resolver_id"),
+    _ix("tickets", "tickets_ibfk_3", "biblio_id"),
+    _ix("tickets", "tickets_ibfk_4", "assignee_id"),
+    _borrower_fk("tickets_ibfk_1", "reporter_id"),
+    _borrower_fk("tickets_ibfk_2", "resolver_id"),
+    _fk(
+        "tickets_ibfk_3", "biblio_id", "biblio.biblionumber", ondelete="CASCADE", onupdate="CASCADE"
+    ),
+    _borrower_fk("tickets_ibfk_4", "assignee_id"),
+)
+
+messages = _table(
+    "messages",
+    Column("message_id", Integer, primary_key=True, autoincrement=True),
+    Column("borrowernumber", Integer, nullable=False),
+    Column("branchcode", String(10)),
+    Column("message_type", String(1), nullable=False),
+    Column("message", _mediumtext(), nullable=False),
+    Column("message_date", _timestamp(), nullable=False, server_default=_now()),
+    Column("manager_id", Integer),
+    Column("patron_read_date", _timestamp()),
+    _ix("messages", "messages_ibfk_1", "manager_id"),
+    _ix("messages", "messages_borrowernumber", "borrowernumber"),
+    _borrower_fk("messages_borrowernumber", "borrowernumber"),
+    _borrower_fk("messages_ibfk_1", "manager_id", ondelete="SET NULL", onupdate=None),
+)
+
+patronimage = _table(
+    "patronimage",
+    Column("borrowernumber", Integer, primary_key=True, autoincrement=False),
+    Column("mimetype", String(15), nullable=False),
+    Column("imagefile", _mediumblob(), nullable=False),
+    _borrower_fk("patronimage_fk1", "borrowernumber"),
+)
+
+borrower_files = _table(
+    "borrower_files",
+    Column("file_id", Integer, primary_key=True, autoincrement=True),
+    Column("borrowernumber", Integer, nullable=False),
+    Column("file_name", String(255), nullable=False),
+    Column("file_type", String(255), nullable=False),
+    Column("file_description", String(255)),
+    Column("file_content", _longblob(), nullable=False),
+    Column("date_uploaded", _timestamp(), nullable=False, server_default=_now()),
+    _ix("borrower_files", "borrowernumber", "borrowernumber"),
+    _borrower_fk("borrower_files_ibfk_1", "borrowernumber"),
+)
+
+# Koha's "pseudonymized" statistics: one row per transaction, the patron replaced by a bcrypt
+# hash of the borrowernumber under one site-wide key, so one patron keeps one pseudonym for
+# ever, next to quasi-identifiers (city, zipcode, sex, category, enrolment date).
+pseudonymized_transactions = _table(
+    "pseudonymized_transactions",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("hashed_borrowernumber", String(60), nullable=False),
+    Column("has_cardnumber", _tinyint(1), nullable=False, server_default=_zero()),
+    Column("title", _longtext()),
+    Column("city", _longtext()),
+    Column("state", _mediumtext()),
+    Column("zipcode", String(25)),
+    Column("country", _mediumtext()),
+    Column("branchcode", String(10), nullable=False, server_default=""),
+    Column("categorycode", String(10), nullable=False, server_default=""),
+    Column("dateenrolled", Date),
+    Column("sex", String(1)),
+    Column("sort1", String(80)),
+    Column("sort2", String(80)),
+    Column("datetime", DateTime),
+    Column("transaction_branchcode", String(10)),
+    Column("transaction_type", String(16)),
+    Column("itemnumber", Integer),
+    Column("itemtype", String(10)),
+    Column("holdingbranch", String(10)),
+    Column("homebranch", String(10)),
+    Column("location", String(80)),
+    Column("itemcallnumber", String(255)),
+    Column("ccode", String(80)),
+    _ix("pseudonymized_transactions", "pseudonymized_transactions_ibfk_1", "categorycode"),
+    _ix("pseudonymized_transactions", "pseudonymized_transactions_borrowers_ibfk_2", "branchcode"),
+    _ix(
+        "pseudonymized_transactions",
+        "pseudonymized_transactions_borrowers_ibfk_3",
+        "transaction_branchcode",
+    ),
+    _ix("pseudonymized_transactions", "pseudonymized_transactions_items_ibfk_4", "itemnumber"),
+    _ix("pseudonymized_transactions", "pseudonymized_transactions_ibfk_5", "transaction_type"),
+    _ix("pseudonymized_transactions", "pseudonymized_transactions_ibfk_6", "datetime"),
 )
 
 # Columns of ``borrowers`` (and ``deletedborrowers``) that identify or describe a person, or

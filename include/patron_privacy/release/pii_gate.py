@@ -1,0 +1,424 @@
+"""The PII gate: nothing is published until every output has been scanned clean.
+
+Presidio's analyzer runs offline (the ``no_op`` NLP engine: no spaCy model)
+with pattern and list recognizers:
+
+* ``EMAIL_ADDRESS`` (Presidio's, with the top-level-domain check done on the
+  public-suffix snapshot that ships with tldextract, never fetched);
+* ``PHONE_NUMBER`` (Presidio's, on libphonenumber);
+* ``CARD_NUMBER``: a run of exactly 14 digits (Koha card and item barcodes);
+* ``PATRON_NAME``: the names of the library's patrons, read from the Koha
+  source during the run (``surname``, ``firstname``), held in memory only and
+  never written. A full name ("First Last", "Last, First", "Last First")
+  matches anywhere; a single surname or first name matches as a whole word
+  unless it is an ordinary word of the release itself (its headings,
+  definitions, month names) or of the library's own code lists (branch,
+  item type, category names), which would otherwise block every release of a
+  library with a patron named "Young" or "May".
+
+Every output is scanned piece by piece — each CSV and Parquet cell, each
+string of the manifest, each text node and attribute of the HTML, each text
+string of the PDF's content streams, each text chunk of a PNG — so numbers
+from neighbouring cells are never read together as a phone number.
+
+If the Koha source cannot be read, the gate fails closed: nothing is
+published. Findings are reported as counts per kind and file, never values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import struct
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+log = logging.getLogger("patron_privacy.release")
+
+ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CARD_NUMBER", "PATRON_NAME")
+MIN_SCORE = 0.4
+_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*", re.UNICODE)
+
+
+class PiiGateUnavailable(RuntimeError):
+    """The gate could not run (names unreadable): fail closed, publish nothing."""
+
+
+class PiiFound(RuntimeError):
+    """Personal data found in an output: the release is blocked."""
+
+    def __init__(self, counts: dict[str, int], files: dict[str, int]):
+        self.counts = counts
+        self.files = files
+        kinds = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+        where = ", ".join(sorted(files))
+        super().__init__(
+            f"PII gate blocked the release: {sum(counts.values())} finding(s) ({kinds}) in "
+            f"{len(files)} file(s) ({where}); nothing was published"
+        )
+
+
+@dataclass
+class Names:
+    """Patron names for one run: full-name phrases and single names, lower-cased."""
+
+    phrases: set[str] = field(default_factory=set)
+    singles: set[str] = field(default_factory=set)
+    patrons: int = 0
+    ignored_singles: int = 0
+
+    @classmethod
+    def build(cls, pairs: Iterable[tuple[str | None, str | None]], vocabulary: set[str]) -> Names:
+        n = cls()
+        for surname, firstname in pairs:
+            s = _norm(surname)
+            f = _norm(firstname)
+            if not s and not f:
+                continue
+            n.patrons += 1
+            if s and f:
+                n.phrases.update({f"{f} {s}", f"{s} {f}", f"{s}, {f}"})
+            for part in (s, f):
+                for w in _WORD.findall(part or ""):
+                    if len(w) < 2:
+                        continue
+                    if w in vocabulary:
+                        n.ignored_singles += 1
+                    else:
+                        n.singles.add(w)
+        return n
+
+
+def _norm(text: str | None) -> str:
+    return " ".join(str(text).lower().split()) if text else ""
+
+
+def read_koha_names(vocabulary: set[str]) -> tuple[Names, set[str]]:
+    """Names and code-list words from the Koha source; fails closed if unreachable."""
+    from sqlalchemy import text  # noqa: PLC0415
+
+    from patron_privacy import connections  # noqa: PLC0415
+
+    try:
+        engine = connections.engine_for(connections.KOHA_DB)
+        with engine.connect() as c:
+            rows = c.execute(text("SELECT surname, firstname FROM borrowers")).all()
+            codes: set[str] = set()
+            for sql in (
+                "SELECT branchcode, branchname FROM branches",
+                "SELECT itemtype, description FROM itemtypes",
+                "SELECT categorycode, description FROM categories",
+            ):
+                try:
+                    for row in c.execute(text(sql)):
+                        for v in row:
+                            codes.update(_WORD.findall(_norm(v)))
+                except Exception:  # noqa: BLE001 - a missing code list only narrows the allow-list
+                    c.rollback()
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any failure to read names closes the gate
+        raise PiiGateUnavailable(
+            f"PII gate: patron names could not be read from koha_db ({type(exc).__name__}); "
+            "failing closed, nothing was published"
+        ) from None
+    names = Names.build(rows, vocabulary | codes)
+    del rows
+    return names, codes
+
+
+def _analyzer(names: Names):
+    import tldextract  # noqa: PLC0415
+    from presidio_analyzer import (  # noqa: PLC0415
+        AnalyzerEngine,
+        EntityRecognizer,
+        Pattern,
+        PatternRecognizer,
+        RecognizerRegistry,
+        RecognizerResult,
+    )
+    from presidio_analyzer.nlp_engine import NlpEngineProvider  # noqa: PLC0415
+    from presidio_analyzer.predefined_recognizers import (  # noqa: PLC0415
+        EmailRecognizer,
+        PhoneRecognizer,
+    )
+
+    logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)
+    offline = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+    class OfflineEmailRecognizer(EmailRecognizer):
+        def validate_result(self, pattern_text: str):
+            return offline(pattern_text).fqdn != ""
+
+    class PatronNameRecognizer(EntityRecognizer):
+        """Whole-word look-ups in a set: linear in the text, whatever the number of patrons."""
+
+        def __init__(self):
+            super().__init__(supported_entities=["PATRON_NAME"], name="PatronNameRecognizer")
+
+        def load(self) -> None:  # nothing to load
+            pass
+
+        def analyze(self, text, entities, nlp_artifacts=None):
+            out = []
+            lowered = text.lower()
+            words = list(_WORD.finditer(lowered))
+            for i, m in enumerate(words):
+                if m.group(0) in names.singles:
+                    out.append(RecognizerResult("PATRON_NAME", m.start(), m.end(), 1.0))
+                if i + 1 < len(words):
+                    nxt = words[i + 1]
+                    between = lowered[m.end() : nxt.start()]
+                    if between in (" ", ", ") and (
+                        f"{m.group(0)}{between}{nxt.group(0)}" in names.phrases
+                    ):
+                        out.append(RecognizerResult("PATRON_NAME", m.start(), nxt.end(), 1.0))
+            return out
+
+    nlp = NlpEngineProvider(
+        nlp_configuration={
+            "nlp_engine_name": "no_op",
+            "models": [{"lang_code": "en", "model_name": "no_op"}],
+        }
+    ).create_engine()
+    registry = RecognizerRegistry(supported_languages=["en"])
+    registry.add_recognizer(OfflineEmailRecognizer())
+    registry.add_recognizer(PhoneRecognizer())
+    registry.add_recognizer(
+        PatternRecognizer(
+            supported_entity="CARD_NUMBER",
+            name="CardNumber14Recognizer",
+            patterns=[Pattern("14 digits", r"(?<!\d)\d{14}(?!\d)", 0.9)],
+        )
+    )
+    registry.add_recognizer(PatronNameRecognizer())
+    import warnings  # noqa: PLC0415
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return AnalyzerEngine(registry=registry, nlp_engine=nlp, supported_languages=["en"])
+
+
+# -- pieces of text per kind of file ------------------------------------------------------------
+
+
+class _HtmlText(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.pieces: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        for _, v in attrs:
+            if v and not v.startswith("data:"):
+                self.pieces.append(v)
+
+    def handle_data(self, data):
+        if data.strip():
+            self.pieces.append(data.strip())
+
+
+def _pdf_strings(data: bytes) -> Iterator[str]:
+    """Text strings of a PDF's content streams (inflated), and its metadata strings."""
+    stream = re.compile(
+        rb"obj\s*<<((?:(?!endobj).)*?)>>\s*stream\r?\n(.*?)\r?\nendstream", re.S
+    )
+    # The writer's own timestamps (D:YYYYMMDDHHmmSS) are not data and look like card numbers.
+    data = re.sub(rb"/(CreationDate|ModDate)\s*\(D:[0-9+\-Z']*\)", b"", data)
+    chunks = [stream.sub(b"obj ", data)]  # the document's own strings (title, author, ...)
+    for m in stream.finditer(data):
+        head, body = m.group(1), m.group(2)
+        if b"/Image" in head:
+            continue  # pixels, not text
+        if b"/FlateDecode" in head:
+            try:
+                body = zlib.decompress(body)
+            except zlib.error:
+                pass
+        chunks.append(body)
+    lit = re.compile(rb"\((?:\\.|[^\\)])*\)", re.S)
+    for chunk in chunks:
+        for s in lit.findall(chunk):
+            raw = s[1:-1]
+            raw = re.sub(rb"\\([nrtbf()\\])", lambda x: {b"n": b"\n", b"r": b"\r", b"t": b"\t",
+                         b"b": b"\b", b"f": b"\f"}.get(x.group(1), x.group(1)), raw)
+            raw = re.sub(rb"\\([0-7]{1,3})", lambda x: bytes([int(x.group(1), 8) & 255]), raw)
+            text = raw.decode("latin-1")
+            if text.strip():
+                yield text
+
+
+def _png_strings(data: bytes) -> Iterator[str]:
+    pos = 8
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        if kind in (b"tEXt", b"iTXt", b"zTXt"):
+            if kind == b"zTXt":
+                key, _, rest = body.partition(b"\0")
+                body = key + b" " + zlib.decompress(rest[1:])
+            yield body.replace(b"\0", b" ").decode("latin-1")
+        pos += 12 + length
+
+
+def _json_strings(value) -> Iterator[str]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from _json_strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _json_strings(v)
+    elif value is not None:
+        yield str(value)
+
+
+def pieces_of(path: Path) -> Iterator[str]:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        import csv  # noqa: PLC0415
+
+        with path.open(newline="", encoding="utf-8") as f:
+            for row in csv.reader(f):
+                yield from row
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        t = pq.read_table(path)
+        yield from t.column_names
+        for col in t.columns:
+            for v in col.to_pylist():
+                if v is not None:
+                    yield str(v)
+        meta = t.schema.metadata or {}
+        for k, v in meta.items():
+            yield k.decode("utf-8", "replace")
+            yield v.decode("utf-8", "replace")
+    elif suffix == ".json":
+        yield from _json_strings(json.loads(path.read_text(encoding="utf-8")))
+    elif suffix in (".html", ".htm"):
+        p = _HtmlText()
+        p.feed(path.read_text(encoding="utf-8"))
+        yield from p.pieces
+    elif suffix == ".pdf":
+        yield from _pdf_strings(path.read_bytes())
+    elif suffix == ".png":
+        yield from _png_strings(path.read_bytes())
+    else:
+        yield path.read_bytes().decode("utf-8", "replace")
+
+
+@dataclass
+class GateResult:
+    passed: bool
+    files_scanned: int
+    pieces_scanned: int
+    findings: dict[str, int]
+    files_with_findings: dict[str, int]
+    patrons: int
+    names_not_checked_alone: int
+
+    def as_dict(self) -> dict:
+        return {
+            "passed": self.passed,
+            "engine": "presidio-analyzer 2.2.366, no_op NLP engine (offline), pattern and "
+            "list recognizers",
+            "entities": list(ENTITIES),
+            "files_scanned": self.files_scanned,
+            "text_pieces_scanned": self.pieces_scanned,
+            "findings": self.findings,
+            "patron_names_checked": self.patrons,
+            "single_names_not_checked_alone": self.names_not_checked_alone,
+        }
+
+
+class PiiGate:
+    def __init__(self, names: Names):
+        self.names = names
+        self._analyzer = _analyzer(names)
+
+    @classmethod
+    def from_sources(cls, vocabulary: set[str]) -> PiiGate:
+        names, _ = read_koha_names({w.lower() for w in vocabulary})
+        return cls(names)
+
+    def scan_texts(self, texts: Iterable[str]) -> Counter:
+        found: Counter = Counter()
+        seen: set[str] = set()
+        for t in texts:
+            if t in seen or not t.strip():
+                continue
+            seen.add(t)
+            for r in self._analyzer.analyze(t, language="en", entities=list(ENTITIES)):
+                if r.score >= MIN_SCORE:
+                    found[r.entity_type] += 1
+        return found
+
+    def scan(self, root: Path) -> GateResult:
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+        findings: Counter = Counter()
+        per_file: dict[str, int] = {}
+        pieces = 0
+        for f in files:
+            texts = list(pieces_of(f))
+            pieces += len(texts)
+            hits = self.scan_texts(texts)
+            if hits:
+                per_file[str(f.relative_to(root))] = sum(hits.values())
+                findings.update(hits)
+        return GateResult(
+            passed=not findings,
+            files_scanned=len(files),
+            pieces_scanned=pieces,
+            findings=dict(findings),
+            files_with_findings=per_file,
+            patrons=self.names.patrons,
+            names_not_checked_alone=self.names.ignored_singles,
+        )
+
+
+def alert(counts: dict[str, int], where: str) -> None:
+    """Tell someone: the project's alert channel (``patron_privacy.alerts``) when it is
+    there, and always a count-only error in the log."""
+    import importlib  # noqa: PLC0415
+    import importlib.util  # noqa: PLC0415
+
+    kinds = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    message = f"statistics release {where} blocked by the PII gate: {kinds}"
+    log.error(message)
+    if importlib.util.find_spec("patron_privacy.alerts") is None:
+        return
+    try:
+        mod = importlib.import_module("patron_privacy.alerts")
+        body = "\n".join(
+            [
+                "Source: statistics release",
+                f"Release: {where}",
+                f"Result: blocked by the PII gate; nothing was published. Findings: {kinds}.",
+                "",
+                "Where to look:",
+                f"  - rerun: python -m patron_privacy publish --period/--year {where}",
+                "  - the facts feeding the release (warehouse circulation_facts): a code or",
+                "    label column holding personal data",
+                "",
+                getattr(mod, "FOOTER", "This alert carries counts only."),
+            ]
+        )
+        prefix = getattr(mod, "PREFIX", "[patron-privacy]")
+        outcome = mod.send(
+            mod.Alert(
+                "compliance",
+                "statistics",
+                where,
+                f"{prefix} statistics release {where} blocked by the PII gate",
+                body,
+            )
+        )
+        for err in outcome.get("errors", []):
+            log.warning("alert delivery: %s", err)
+    except Exception:  # noqa: BLE001 - an alert channel failing must not hide the block
+        log.warning("alert hook failed; the block is logged above", exc_info=False)

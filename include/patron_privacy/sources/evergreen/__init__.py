@@ -1,0 +1,1 @@
+"""Evergreen ILS: its schema (real schema, table and column names), connector and synthetic data."""

@@ -1,0 +1,1 @@
+"""Libki: public-computer time, reservations and printing (MariaDB)."""

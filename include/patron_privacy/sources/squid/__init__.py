@@ -1,0 +1,1 @@
+"""Squid proxy logs (``access.log`` and its rotations): Internet use on public PCs."""
