@@ -57,5 +57,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m patron_privacy bench --out bench-results/bench.json
 
+.PHONY: bench-release
+bench-release: $(STAMP)
+	$(PY) -m patron_privacy.bench_release --out bench-results/bench_release.json
+
 clean:
 	rm -rf .local bench-results

@@ -58,8 +58,20 @@ def _build_facts(url: str, facts: int, small_facts: int, month: date, branches: 
     create_warehouse(eng)
     t0 = time.perf_counter()
     prev = date(month.year - (month.month == 1), (month.month - 2) % 12 + 1, 1)
-    item_types = ["BK", "DVD", "AUD", "MAG", "EBK", "CD", "GAME", "KIT", "MAP", "TOOL", "SEED",
-                  "LAPTOP"]
+    item_types = [
+        "BK",
+        "DVD",
+        "AUD",
+        "MAG",
+        "EBK",
+        "CD",
+        "GAME",
+        "KIT",
+        "MAP",
+        "TOOL",
+        "SEED",
+        "LAPTOP",
+    ]
     cats = ["ADULT", "CHILD", "YA", "SENIOR", "STAFF", "HOMEBOUND", "TEACHER", "NONRES"]
     bands = ["0-11", "12-18", "19-64", "65+", "unknown"]
     ccodes = ["FIC", "NFIC", "JUV", "YA", "MEDIA", "AUDIO", "PER", "EBOOK"]
@@ -71,7 +83,8 @@ def _build_facts(url: str, facts: int, small_facts: int, month: date, branches: 
         c.execute(text("ALTER TABLE circulation_facts SET UNLOGGED"))
         for start, n, tag in ((month, facts, "m"), (prev, small_facts, "p")):
             # Skewed, deterministic attributes: a few rare combinations give small cells.
-            c.execute(text(f"""
+            c.execute(
+                text(f"""
                 INSERT INTO circulation_facts (fact_key, source, loan_date, return_date, branch,
                     item_type, collection, patron_category, category_type, age_band,
                     patron_pseudonym, renewals, reporting_period)
@@ -84,13 +97,16 @@ def _build_facts(url: str, facts: int, small_facts: int, month: date, branches: 
                        ({arr(cats)})[1 + floor(power((i * 17 % 997) / 997.0, 4) * 8)::int],
                        'A',
                        ({arr(bands)})[1 + (i * 11 % 5)],
-                       CASE WHEN i % 50 = 0 THEN NULL ELSE md5('p' || (i % {max(facts // 12, 1)})) END,
+                       CASE WHEN i % 50 = 0 THEN NULL
+                            ELSE md5('p' || (i % {max(facts // 12, 1)})) END,
                        i % 3,
                        '{start.year}'
                 FROM generate_series(1, {n}) AS i
-            """))
+            """)
+            )
             # A rare patron category scattered thinly: small cells to suppress and audit.
-            c.execute(text(f"""
+            c.execute(
+                text(f"""
                 INSERT INTO circulation_facts (fact_key, source, loan_date, branch, item_type,
                     collection, patron_category, category_type, age_band, patron_pseudonym,
                     renewals, reporting_period)
@@ -99,7 +115,8 @@ def _build_facts(url: str, facts: int, small_facts: int, month: date, branches: 
                        ({arr(item_types)})[1 + (i % 4)], 'FIC', 'BOOKMOBILE', 'A',
                        ({arr(bands)})[1 + (i % 3)], md5('rare' || (i % 40)), 0, '{start.year}'
                 FROM generate_series(1, 150) AS i
-            """))
+            """)
+            )
         c.execute(text("ANALYZE circulation_facts"))
     eng.dispose()
     return time.perf_counter() - t0
@@ -110,10 +127,14 @@ def _build_koha(path: Path) -> None:
     import sqlite3  # noqa: PLC0415
 
     with sqlite3.connect(path) as c:
-        c.execute("CREATE TABLE borrowers (borrowernumber INTEGER PRIMARY KEY, surname TEXT, "
-                  "firstname TEXT)")
-        c.executemany("INSERT INTO borrowers VALUES (?, ?, ?)",
-                      [(i, f"Benchmarkson{i}", f"Bench{i}") for i in range(1, 2001)])
+        c.execute(
+            "CREATE TABLE borrowers (borrowernumber INTEGER PRIMARY KEY, surname TEXT, "
+            "firstname TEXT)"
+        )
+        c.executemany(
+            "INSERT INTO borrowers VALUES (?, ?, ?)",
+            [(i, f"Benchmarkson{i}", f"Bench{i}") for i in range(1, 2001)],
+        )
 
 
 def _raw(url: str, queries: list[str]) -> float:
@@ -127,18 +148,20 @@ def _raw(url: str, queries: list[str]) -> float:
     return dt
 
 
-def _release(period: str, as_of: date, out: Path) -> tuple[float, dict, int, int]:
+def _release(period: str, as_of: date, out: Path, *, trace: bool = False):
+    """One release; timed without tracing, or traced (tracemalloc slows Python code)."""
     from patron_privacy.release.publish import publish  # noqa: PLC0415
 
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    tracemalloc.start()
+    if trace:
+        tracemalloc.start()
     t0 = time.perf_counter()
     result = publish("month", period, as_of=as_of, base_dir=out)
     dt = time.perf_counter() - t0
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return dt, result.manifest, peak, (rss1 - rss0) * 1024
+    peak = 0
+    if trace:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return dt, result.manifest, peak
 
 
 def run(
@@ -147,7 +170,7 @@ def run(
     small_facts: int = 1_000_000,
     month: str = "2026-03",
     branches: int = 20,
-    repeats: int = 3,
+    repeats: int = 2,
     root_url: str = PG_ROOT,
     keep: bool = False,
     out: str | None = None,
@@ -165,15 +188,21 @@ def run(
     period = tables.month_period(month)
     prev = tables.previous_month(period.start)
     as_of = date(period.end.year, period.end.month, 2)
-    report: dict = {"facts": facts, "small_facts": small_facts, "month": month,
-                    "branches": branches, "database": "PostgreSQL (127.0.0.1:5432)"}
+    report: dict = {
+        "facts": facts,
+        "small_facts": small_facts,
+        "month": month,
+        "branches": branches,
+        "database": "PostgreSQL (127.0.0.1:5432)",
+    }
     try:
         report["build_s"] = round(_build_facts(url, facts, small_facts, period.start, branches), 2)
         _build_koha(work / "koha.db")
         conn_env = {
             "AIRFLOW_CONN_WAREHOUSE_DB": url.replace("postgresql+psycopg2", "postgres"),
-            "AIRFLOW_CONN_KOHA_DB": json.dumps({"conn_type": "sqlite",
-                                                "host": str(work / "koha.db")}),
+            "AIRFLOW_CONN_KOHA_DB": json.dumps(
+                {"conn_type": "sqlite", "host": str(work / "koha.db")}
+            ),
             "PATRON_PRIVACY_HOME": str(work),
         }
         with _env(**conn_env):
@@ -189,31 +218,34 @@ def run(
             manifest = {}
             for _ in range(repeats):
                 raw_times.append(_raw(url, queries))
-                dt, manifest, peak_large, rss_large = _release(period.label, as_of,
-                                                               work / "exports")
+                dt, manifest, _ = _release(period.label, as_of, work / "exports")
                 rel_times.append(dt)
-            _, _, peak_small, rss_small = _release(prev.label, as_of, work / "exports")
-            _, _, peak_large, rss_large = _release(period.label, as_of, work / "exports")
+            _, _, peak_small = _release(prev.label, as_of, work / "exports", trace=True)
+            _, _, peak_large = _release(period.label, as_of, work / "exports", trace=True)
         raw_med, rel_med = statistics.median(raw_times), statistics.median(rel_times)
-        report.update({
-            "queries": len(queries),
-            "raw_group_by_s": [round(x, 3) for x in raw_times],
-            "release_s": [round(x, 3) for x in rel_times],
-            "raw_median_s": round(raw_med, 3),
-            "release_median_s": round(rel_med, 3),
-            "ratio_release_to_raw": round(rel_med / raw_med, 3),
-            "target_ratio": 2.0,
-            "facts_counted": manifest.get("facts_counted"),
-            "suppressed_cells": manifest.get("suppression", {}).get("suppressed_cells"),
-            "audit_passed": manifest.get("audit", {}).get("passed"),
-            "memory": {
-                f"python_heap_peak_bytes_{small_facts}_facts": peak_small,
-                f"python_heap_peak_bytes_{facts}_facts": peak_large,
-                "heap_growth_ratio": round(peak_large / max(peak_small, 1), 3),
-                "note": "tracemalloc peak of one release; the grouped rows are bounded by the "
-                "codes (branches x item types x categories x bands), not the facts",
-            },
-        })
+        report.update(
+            {
+                "queries": len(queries),
+                "raw_group_by_s": [round(x, 3) for x in raw_times],
+                "release_s": [round(x, 3) for x in rel_times],
+                "raw_median_s": round(raw_med, 3),
+                "release_median_s": round(rel_med, 3),
+                "ratio_release_to_raw": round(rel_med / raw_med, 3),
+                "target_ratio": 2.0,
+                "facts_counted": manifest.get("facts_counted"),
+                "suppressed_cells": manifest.get("suppression", {}).get("suppressed_cells"),
+                "audit_passed": manifest.get("audit", {}).get("passed"),
+                "memory": {
+                    f"python_heap_peak_bytes_{small_facts}_facts": peak_small,
+                    f"python_heap_peak_bytes_{facts}_facts": peak_large,
+                    "heap_growth_ratio": round(peak_large / max(peak_small, 1), 3),
+                    "process_max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                    * 1024,
+                    "note": "tracemalloc peak of one release; the grouped rows are bounded by the "
+                    "codes (branches x item types x categories x bands), not the facts",
+                },
+            }
+        )
     finally:
         with root.connect() as c:
             if not keep:
@@ -237,5 +269,8 @@ if __name__ == "__main__":  # pragma: no cover
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="bench-results/bench_release.json")
     a = ap.parse_args()
-    print(json.dumps(run(facts=a.facts, small_facts=a.small_facts, repeats=a.repeats,
-                         out=a.out), indent=2))
+    print(
+        json.dumps(
+            run(facts=a.facts, small_facts=a.small_facts, repeats=a.repeats, out=a.out), indent=2
+        )
+    )

@@ -62,6 +62,7 @@ log = logging.getLogger("patron_privacy.validation")
 SUITES: dict[str, str] = {
     "koha": "patron_privacy.sources.koha.expectations",
     "libki": "patron_privacy.sources.libki.expectations",
+    "evergreen": "patron_privacy.sources.evergreen.expectations",
 }
 
 KINDS = ("int", "float", "datetime", "code")

@@ -304,3 +304,10 @@ def test_audience_and_delivery_rules():
     assert delivery_mode({"location": {"id": 9, "name": "Park"}}, offsite_names=["Park"]) == (
         "offsite"
     )
+
+
+def test_a_dry_run_writes_no_fact_but_still_verifies(world):
+    _, policy = world
+    out = run_libcal(AS_OF, "dry", policy=policy, dry_run=True)
+    assert out["facts_recorded"] == 5 and _facts() == {}
+    assert [r["remaining"] for r in _audit("dry")] == [2]

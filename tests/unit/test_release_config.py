@@ -42,10 +42,16 @@ surprise: {}
     with pytest.raises(DisclosureConfigError) as exc:
         parse_config(text, "d.yaml")
     msg = str(exc.value)
-    for path in ("suppression.preset", "differential_privacy.enabled",
-                 "differential_privacy.epsilon", "differential_privacy.annual_budget",
-                 "differential_privacy.max_loans_per_patron", "exports.base_dir",
-                 "definitions.children_collections", "surprise: unknown section"):
+    for path in (
+        "suppression.preset",
+        "differential_privacy.enabled",
+        "differential_privacy.epsilon",
+        "differential_privacy.annual_budget",
+        "differential_privacy.max_loans_per_patron",
+        "exports.base_dir",
+        "definitions.children_collections",
+        "surprise: unknown section",
+    ):
         assert path in msg
     assert all(line.startswith("d.yaml: ") for line in msg.splitlines())
 

@@ -83,8 +83,8 @@ def test_postgres_and_extra(monkeypatch):
 def test_embedded_defaults_and_missing(home):
     c = connections.get_conn("warehouse_db")
     assert c.conn_type == "sqlite" and c.host == str(home / "warehouse.db")
-    with pytest.raises(connections.ConnectionConfigError, match="libki_db"):
-        connections.get_conn("libki_db")
+    with pytest.raises(connections.ConnectionConfigError, match="evergreen_db"):
+        connections.get_conn("evergreen_db")
 
 
 def test_bad_json_names_the_connection(monkeypatch):

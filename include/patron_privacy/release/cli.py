@@ -42,21 +42,53 @@ def add_parser(sub) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--period", metavar="YYYY-MM", help="the monthly release for this month")
     which.add_argument("--year", metavar="YYYY", help="the annual release (state report)")
-    p.add_argument("--as-of", type=_date, default=None,
-                   help="the day the release is made as of (default: today); the period must "
-                   "have ended by then")
-    p.add_argument("--config", default=None, help="disclosure settings (default: "
-                   "include/config/disclosure.yaml)")
-    p.add_argument("--preset", choices=None, default=None, help="default (1-4 suppressed) or "
-                   "strict (1-10 suppressed)")
-    p.add_argument("--threshold", type=_number, default=None,
-                   help="the smallest count that may be shown (overrides the preset)")
-    p.add_argument("--epsilon", type=_number, default=None,
-                   help="publish with differential privacy, spending this epsilon")
-    p.add_argument("--dp", action="store_true", default=None,
-                   help="publish with differential privacy at the configured epsilon")
-    p.add_argument("--out-dir", default=None, help="base folder for releases (default: "
-                   "exports.base_dir, or <PATRON_PRIVACY_HOME>/exports)")
+    which.add_argument(
+        "--latest",
+        action="store_true",
+        help="the monthly release for the most recent complete month as of --as-of",
+    )
+    p.add_argument(
+        "--as-of",
+        type=_date,
+        default=None,
+        help="the day the release is made as of (default: today); the period must "
+        "have ended by then",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="disclosure settings (default: include/config/disclosure.yaml)",
+    )
+    p.add_argument(
+        "--preset",
+        choices=None,
+        default=None,
+        help="default (1-4 suppressed) or strict (1-10 suppressed)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=_number,
+        default=None,
+        help="the smallest count that may be shown (overrides the preset)",
+    )
+    p.add_argument(
+        "--epsilon",
+        type=_number,
+        default=None,
+        help="publish with differential privacy, spending this epsilon",
+    )
+    p.add_argument(
+        "--dp",
+        action="store_true",
+        default=None,
+        help="publish with differential privacy at the configured epsilon",
+    )
+    p.add_argument(
+        "--out-dir",
+        default=None,
+        help="base folder for releases (default: "
+        "exports.base_dir, or <PATRON_PRIVACY_HOME>/exports)",
+    )
     p.add_argument("--policy", default=None, help="retention policy (library name, version)")
     p.set_defaults(func=cmd_publish)
 
@@ -67,7 +99,12 @@ def cmd_publish(args) -> int:
     from patron_privacy.release.publish import AuditFailed, publish  # noqa: PLC0415
     from patron_privacy.release.tables import ReleaseInputError  # noqa: PLC0415
 
-    kind, when = ("month", args.period) if args.period else ("year", args.year)
+    if args.latest:
+        from patron_privacy.release.tables import previous_month  # noqa: PLC0415
+
+        kind, when = "month", previous_month(args.as_of or date.today()).label
+    else:
+        kind, when = ("month", args.period) if args.period else ("year", args.year)
     try:
         result = publish(
             kind,

@@ -161,8 +161,12 @@ def parse_config(text: str, path: str = "<disclosure>") -> DisclosureConfig:
     if base is not None and not isinstance(base, str):
         problems.append(f"exports.base_dir: expected a path or null, got {base!r}")
     defs = data.get("definitions") or {}
-    kids_ccodes = _codes(defs.get("children_collections"), "definitions.children_collections", problems)
-    kids_types = _codes(defs.get("children_item_types"), "definitions.children_item_types", problems)
+    kids_ccodes = _codes(
+        defs.get("children_collections"), "definitions.children_collections", problems
+    )
+    kids_types = _codes(
+        defs.get("children_item_types"), "definitions.children_item_types", problems
+    )
 
     if problems:
         raise DisclosureConfigError(path, problems)
@@ -226,6 +230,7 @@ def with_overrides(
     out = replace(cfg, **changes)
     if out.dp_enabled and out.annual_budget < out.epsilon:
         raise DisclosureConfigError(
-            "command line", [f"--epsilon: {out.epsilon} exceeds the annual budget {out.annual_budget}"]
+            "command line",
+            [f"--epsilon: {out.epsilon} exceeds the annual budget {out.annual_budget}"],
         )
     return out

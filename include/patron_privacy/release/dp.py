@@ -104,9 +104,11 @@ class DpCounter:
             .label("rn")
         )
         inner = (
-            select(*(cf.c[c] for c in ("branch", "patron_pseudonym", *extra)), *(
-                cf.c[d] for d in CIRC_DIMS if d not in ("branch", *extra)
-            ), rn)
+            select(
+                *(cf.c[c] for c in ("branch", "patron_pseudonym", *extra)),
+                *(cf.c[d] for d in CIRC_DIMS if d not in ("branch", *extra)),
+                rn,
+            )
             .where(and_(cf.c.loan_date >= period.start, cf.c.loan_date < period.end))
             .subquery()
         )
@@ -126,8 +128,9 @@ class DpCounter:
             )
         }
         overall = int(
-            conn.execute(select(func.count(inner.c.patron_pseudonym.distinct())).where(linked))
-            .scalar()
+            conn.execute(
+                select(func.count(inner.c.patron_pseudonym.distinct())).where(linked)
+            ).scalar()
             or 0
         )
         vec = [per.get(b, 0) for b in branches] + [overall]
@@ -159,8 +162,9 @@ class DpCounter:
 
         keys = list(itertools.product(*(domains[d] for d in CIRC_DIMS)))
         noisy, eps = _noisy([true.get(k, 0) for k in keys], self.cap, self.epsilon * LOAN_SHARE)
-        self.parts.append({"counts": "loans (finest cells)", "sensitivity": self.cap,
-                           "epsilon": eps})
+        self.parts.append(
+            {"counts": "loans (finest cells)", "sensitivity": self.cap, "epsilon": eps}
+        )
         cube = dict(zip(keys, noisy, strict=True))
         by_branch, overall = self._borrowers(conn, inner, keep, domains["branch"], counted)
         return cube, by_branch, overall, domains
@@ -199,13 +203,21 @@ class DpCounter:
         share = self.epsilon * LOAN_SHARE / 2
         n_co, e1 = _noisy([co.get(k, 0) for k in keys], self.cap, share)
         rkeys = [(b, k) for b in branches for k in (0, 1)]
-        n_re, e2 = _noisy(
-            [ren_b.get(k, 0) for k in rkeys], self.cap * MAX_RENEWALS_PER_LOAN, share
+        n_re, e2 = _noisy([ren_b.get(k, 0) for k in rkeys], self.cap * MAX_RENEWALS_PER_LOAN, share)
+        self.parts.append(
+            {
+                "counts": "checkouts (branch, month, children's)",
+                "sensitivity": self.cap,
+                "epsilon": e1,
+            }
         )
-        self.parts.append({"counts": "checkouts (branch, month, children's)",
-                           "sensitivity": self.cap, "epsilon": e1})
-        self.parts.append({"counts": "renewals (branch, children's)",
-                           "sensitivity": self.cap * MAX_RENEWALS_PER_LOAN, "epsilon": e2})
+        self.parts.append(
+            {
+                "counts": "renewals (branch, children's)",
+                "sensitivity": self.cap * MAX_RENEWALS_PER_LOAN,
+                "epsilon": e2,
+            }
+        )
         checkouts: dict[tuple, int] = defaultdict(int)
         circ: dict[str, int] = defaultdict(int)
         kids: dict[str, int] = defaultdict(int)

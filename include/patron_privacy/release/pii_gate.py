@@ -223,9 +223,7 @@ class _HtmlText(HTMLParser):
 
 def _pdf_strings(data: bytes) -> Iterator[str]:
     """Text strings of a PDF's content streams (inflated), and its metadata strings."""
-    stream = re.compile(
-        rb"obj\s*<<((?:(?!endobj).)*?)>>\s*stream\r?\n(.*?)\r?\nendstream", re.S
-    )
+    stream = re.compile(rb"obj\s*<<((?:(?!endobj).)*?)>>\s*stream\r?\n(.*?)\r?\nendstream", re.S)
     # The writer's own timestamps (D:YYYYMMDDHHmmSS) are not data and look like card numbers.
     data = re.sub(rb"/(CreationDate|ModDate)\s*\(D:[0-9+\-Z']*\)", b"", data)
     chunks = [stream.sub(b"obj ", data)]  # the document's own strings (title, author, ...)
@@ -243,8 +241,13 @@ def _pdf_strings(data: bytes) -> Iterator[str]:
     for chunk in chunks:
         for s in lit.findall(chunk):
             raw = s[1:-1]
-            raw = re.sub(rb"\\([nrtbf()\\])", lambda x: {b"n": b"\n", b"r": b"\r", b"t": b"\t",
-                         b"b": b"\b", b"f": b"\f"}.get(x.group(1), x.group(1)), raw)
+            raw = re.sub(
+                rb"\\([nrtbf()\\])",
+                lambda x: {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f"}.get(
+                    x.group(1), x.group(1)
+                ),
+                raw,
+            )
             raw = re.sub(rb"\\([0-7]{1,3})", lambda x: bytes([int(x.group(1), 8) & 255]), raw)
             text = raw.decode("latin-1")
             if text.strip():

@@ -90,8 +90,10 @@ def _fsync_tree(root: Path) -> None:
         if p.is_file():
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
-    for d in [*sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda x: -len(x.parts)),
-              root]:
+    for d in [
+        *sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda x: -len(x.parts)),
+        root,
+    ]:
         fd = os.open(d, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -151,9 +153,7 @@ def _frame(t: tables.Table, shown: dict) -> pd.DataFrame:
             v = shown.get(k) if k is not None else None
             hidden |= k is not None and v is None
             data[c].append(v)
-        data["status"].append(
-            "not available" if not cells else ("suppressed" if hidden else "")
-        )
+        data["status"].append("not available" if not cells else ("suppressed" if hidden else ""))
     df = pd.DataFrame(data)
     for c in t.label_columns + ("status",):
         df[c] = df[c].astype("string")
@@ -213,8 +213,15 @@ def vocabulary() -> set[str]:
     here = Path(__file__).resolve().parent
     for f in here.glob("*.py"):
         words.update(w.lower() for w in re.findall(r"[A-Za-z]+", f.read_text(encoding="utf-8")))
-    words.update(n.lower() for n in (*calendar.month_name[1:], *calendar.month_abbr[1:],
-                                     *calendar.day_name, *calendar.day_abbr))
+    words.update(
+        n.lower()
+        for n in (
+            *calendar.month_name[1:],
+            *calendar.month_abbr[1:],
+            *calendar.day_name,
+            *calendar.day_abbr,
+        )
+    )
     return {w for w in words if len(w) >= 2}
 
 
@@ -270,12 +277,14 @@ def publish(
         if cfg.dp_enabled:
             from patron_privacy.release import dp as dpmod  # noqa: PLC0415
 
-            budget_before = dpmod.check_budget(warehouse, period.year, cfg.epsilon,
-                                               cfg.annual_budget)
+            budget_before = dpmod.check_budget(
+                warehouse, period.year, cfg.epsilon, cfg.annual_budget
+            )
         gate = pii_gate.PiiGate.from_sources(vocabulary())
         with _lock(cfg.base_dir, period.label):
-            return _make(kind, period, cfg, policy, warehouse, gate, as_of, budget_before,
-                         generated_at)
+            return _make(
+                kind, period, cfg, policy, warehouse, gate, as_of, budget_before, generated_at
+            )
     finally:
         warehouse.dispose()
 
@@ -298,14 +307,18 @@ def _make(kind, period, cfg, policy, warehouse, gate, as_of, budget_before, gene
         shown = protection.shown(counted.values)
         audit = protection.audit.as_dict()
         if not protection.audit.passed:
-            log.error("release %s: audit failed for %d cells", period.label,
-                      len(protection.audit.failing))
+            log.error(
+                "release %s: audit failed for %d cells", period.label, len(protection.audit.failing)
+            )
             raise AuditFailed(
                 f"audit failed for release {period.label}: "
                 f"{len(protection.audit.failing)} suppressed cell(s) can be recovered or "
                 f"narrowly bounded"
-                + (f" ({'; '.join(protection.audit.problems)})" if protection.audit.problems
-                   else "")
+                + (
+                    f" ({'; '.join(protection.audit.problems)})"
+                    if protection.audit.problems
+                    else ""
+                )
                 + "; nothing was published"
             )
         suppressed = protection.suppressed
@@ -332,23 +345,28 @@ def _make(kind, period, cfg, policy, warehouse, gate, as_of, budget_before, gene
             df = _frame(t, shown)
             frames.append((t, df))
             files += _write_table(df, tmp, t.name)
-            table_entries.append({
-                "name": t.name,
-                "title": t.title,
-                "available": True,
-                "definition": t.definition,
-                "source": t.source,
-                "files": {"csv": f"{t.name}.csv", "parquet": f"{t.name}.parquet"},
-                "columns": [*t.label_columns, *t.value_columns, "status"],
-                "rows": len(df),
-                "suppressed_cells": sum(1 for k in t.cells() if k in suppressed),
-            })
+            table_entries.append(
+                {
+                    "name": t.name,
+                    "title": t.title,
+                    "available": True,
+                    "definition": t.definition,
+                    "source": t.source,
+                    "files": {"csv": f"{t.name}.csv", "parquet": f"{t.name}.parquet"},
+                    "columns": [*t.label_columns, *t.value_columns, "status"],
+                    "rows": len(df),
+                    "suppressed_cells": sum(1 for k in t.cells() if k in suppressed),
+                }
+            )
         table_entries += counted.unavailable
         generated = (generated_at or datetime.now(UTC)).isoformat(timespec="seconds")
         trend, trend_note = (None, "")
         if kind == "month":
-            current = next(df for t, df in frames
-                           if t.name == "circulation_by_branch_item_type_patron_category")
+            current = next(
+                df
+                for t, df in frames
+                if t.name == "circulation_by_branch_item_type_patron_category"
+            )
             trend, trend_note = _trend(base, period, current)
         dp_info = None
         if counter is not None:
@@ -367,13 +385,25 @@ def _make(kind, period, cfg, policy, warehouse, gate, as_of, budget_before, gene
         empty = counted.empty
         note = (
             f"no circulation facts for {period.label}: this release is empty on purpose"
-            if empty else ""
+            if empty
+            else ""
         )
         view = report.View(
-            kind=kind, period=period, library=policy.library_name, tables=frames,
-            unavailable=counted.unavailable, rule=cfg.rule_text(), mode=cfg.mode, audit=audit,
-            dp=dp_info, empty=empty, generated_at=generated, policy_version=policy.version,
-            trend=trend, trend_note=trend_note, definitions=counted.definitions,
+            kind=kind,
+            period=period,
+            library=policy.library_name,
+            tables=frames,
+            unavailable=counted.unavailable,
+            rule=cfg.rule_text(),
+            mode=cfg.mode,
+            audit=audit,
+            dp=dp_info,
+            empty=empty,
+            generated_at=generated,
+            policy_version=policy.version,
+            trend=trend,
+            trend_note=trend_note,
+            definitions=counted.definitions,
         )
         charts = report.render_charts(view, tmp / "charts")
         view.files = [*files, "report.pdf", MANIFEST]
@@ -408,8 +438,12 @@ def _make(kind, period, cfg, policy, warehouse, gate, as_of, budget_before, gene
             "audit": audit,
             "differential_privacy": dp_info,
             "elements": counted.definitions or None,
-            "report": {"html": "report.html", "pdf": "report.pdf", "pdf_pages": pages,
-                       "charts": [f"charts/{c}.png" for c in charts]},
+            "report": {
+                "html": "report.html",
+                "pdf": "report.pdf",
+                "pdf_pages": pages,
+                "charts": [f"charts/{c}.png" for c in charts],
+            },
             "pii_gate": {"passed": None},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
@@ -427,12 +461,21 @@ def _make(kind, period, cfg, policy, warehouse, gate, as_of, budget_before, gene
         if counter is not None:
             from patron_privacy.release import dp as dpmod  # noqa: PLC0415
 
-            dpmod.record_spend(warehouse, period.year, period.label, counter.epsilon_spent,
-                               datetime.now(UTC).replace(tzinfo=None))
+            dpmod.record_spend(
+                warehouse,
+                period.year,
+                period.label,
+                counter.epsilon_spent,
+                datetime.now(UTC).replace(tzinfo=None),
+            )
         target = base / period.label
         replace_dir(tmp, target)
-        log.info("release %s published: %d tables, %d suppressed cells", period.label,
-                 len(frames), len(suppressed))
+        log.info(
+            "release %s published: %d tables, %d suppressed cells",
+            period.label,
+            len(frames),
+            len(suppressed),
+        )
         return Published(target, manifest)
     finally:
         if tmp.exists():

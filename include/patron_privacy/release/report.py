@@ -26,8 +26,18 @@ NOTE_SUPPRESSED = (
     "s = suppressed: a small count, or a count hidden so that no small count can be worked "
     "out from the totals."
 )
-PALETTE = ["#1b5e8a", "#e07b39", "#3c9d5d", "#b8405e", "#7d5ba6", "#8c6d31", "#4aa3b5",
-           "#d4a017", "#5f6b73", "#c45c9a"]
+PALETTE = [
+    "#1b5e8a",
+    "#e07b39",
+    "#3c9d5d",
+    "#b8405e",
+    "#7d5ba6",
+    "#8c6d31",
+    "#4aa3b5",
+    "#d4a017",
+    "#5f6b73",
+    "#c45c9a",
+]
 
 
 @dataclass
@@ -81,8 +91,11 @@ def pivot(df: pd.DataFrame, rows: str, cols: str, value: str, where: dict | None
     row_keys = [r for r in dict.fromkeys(d[rows]) if r != TOTAL] + [TOTAL]
     col_keys = [c for c in dict.fromkeys(d[cols]) if c != TOTAL] + [TOTAL]
     cell = {(r, c): v for r, c, v in d.itertuples(index=False)}
-    body = [[r] + [fmt(cell.get((r, c))) for c in col_keys] for r in row_keys if
-            any((r, c) in cell for c in col_keys)]
+    body = [
+        [r] + [fmt(cell.get((r, c))) for c in col_keys]
+        for r in row_keys
+        if any((r, c) in cell for c in col_keys)
+    ]
     return [rows.replace("_", " ").capitalize(), *col_keys], body
 
 
@@ -102,18 +115,42 @@ def sections(v: View) -> list[dict]:
         tb = v.table("active_borrowers_by_branch")
         if t1 is not None and not t1.empty:
             grand = _only(t1, {"branch": TOTAL, "item_type": TOTAL, "patron_category": TOTAL})
-            out.append({"kind": "figures", "items": [
-                ("Loans", fmt(grand["loans"].iloc[0]) if len(grand) else "0"),
-                ("Active borrowers", fmt(_only(tb, {"branch": TOTAL})["borrowers"].iloc[0])
-                 if tb is not None and len(tb) else "0"),
-                ("Branches", str(len(_only(t1, {"branch": "!Total"})["branch"].unique()))),
-            ]})
-            out.append({"kind": "chart", "name": "trend_by_month",
-                        "caption": "Loans by month and branch. " + v.trend_note})
-            out.append({"kind": "chart", "name": "loans_by_branch",
-                        "caption": "Loans by branch this month."})
-            out.append({"kind": "chart", "name": "loans_by_item_type",
-                        "caption": "Loans by item type this month, all branches."})
+            out.append(
+                {
+                    "kind": "figures",
+                    "items": [
+                        ("Loans", fmt(grand["loans"].iloc[0]) if len(grand) else "0"),
+                        (
+                            "Active borrowers",
+                            fmt(_only(tb, {"branch": TOTAL})["borrowers"].iloc[0])
+                            if tb is not None and len(tb)
+                            else "0",
+                        ),
+                        ("Branches", str(len(_only(t1, {"branch": "!Total"})["branch"].unique()))),
+                    ],
+                }
+            )
+            out.append(
+                {
+                    "kind": "chart",
+                    "name": "trend_by_month",
+                    "caption": "Loans by month and branch. " + v.trend_note,
+                }
+            )
+            out.append(
+                {
+                    "kind": "chart",
+                    "name": "loans_by_branch",
+                    "caption": "Loans by branch this month.",
+                }
+            )
+            out.append(
+                {
+                    "kind": "chart",
+                    "name": "loans_by_item_type",
+                    "caption": "Loans by item type this month, all branches.",
+                }
+            )
             out.append({"kind": "heading", "text": "Loans by branch and item type"})
             head, body = pivot(t1, "branch", "item_type", "loans", {"patron_category": TOTAL})
             out.append({"kind": "table", "head": head, "body": body})
@@ -121,19 +158,36 @@ def sections(v: View) -> list[dict]:
             head, body = pivot(t1, "branch", "patron_category", "loans", {"item_type": TOTAL})
             out.append({"kind": "table", "head": head, "body": body})
             if t2 is not None:
-                out.append({"kind": "chart", "name": "loans_by_age_band",
-                            "caption": "Loans by the borrower's age band, all branches."})
+                out.append(
+                    {
+                        "kind": "chart",
+                        "name": "loans_by_age_band",
+                        "caption": "Loans by the borrower's age band, all branches.",
+                    }
+                )
                 out.append({"kind": "heading", "text": "Loans by branch and age band"})
                 head, body = pivot(t2, "branch", "age_band", "loans", {"item_type": TOTAL})
                 out.append({"kind": "table", "head": head, "body": body})
             if tb is not None:
-                out.append({"kind": "chart", "name": "borrowers_by_branch",
-                            "caption": "Distinct borrowers by branch (one person may borrow "
-                            "at more than one branch)."})
+                out.append(
+                    {
+                        "kind": "chart",
+                        "name": "borrowers_by_branch",
+                        "caption": "Distinct borrowers by branch (one person may borrow "
+                        "at more than one branch).",
+                    }
+                )
                 out.append({"kind": "heading", "text": "Active borrowers by branch"})
-                out.append({"kind": "table", "head": ["Branch", "Borrowers"],
-                            "body": [[b, fmt(n)] for b, n in tb[["branch", "borrowers"]]
-                                     .itertuples(index=False)]})
+                out.append(
+                    {
+                        "kind": "table",
+                        "head": ["Branch", "Borrowers"],
+                        "body": [
+                            [b, fmt(n)]
+                            for b, n in tb[["branch", "borrowers"]].itertuples(index=False)
+                        ],
+                    }
+                )
     else:
         sr = v.table("state_report")
         bm = v.table("circulation_by_branch_month")
@@ -141,35 +195,78 @@ def sections(v: View) -> list[dict]:
         if sr is not None and not v.empty:
             tot = _only(sr, {"element": "TOTCIR", "branch": TOTAL})
             kid = _only(sr, {"element": "KIDCIRCL", "branch": TOTAL})
-            out.append({"kind": "figures", "items": [
-                ("TOTCIR", fmt(tot["value"].iloc[0]) if len(tot) else "0"),
-                ("KIDCIRCL", fmt(kid["value"].iloc[0]) if len(kid) else "0"),
-                ("Active borrowers", fmt(_only(tb, {"branch": TOTAL})["borrowers"].iloc[0])
-                 if tb is not None and len(tb) else "0"),
-            ]})
+            out.append(
+                {
+                    "kind": "figures",
+                    "items": [
+                        ("TOTCIR", fmt(tot["value"].iloc[0]) if len(tot) else "0"),
+                        ("KIDCIRCL", fmt(kid["value"].iloc[0]) if len(kid) else "0"),
+                        (
+                            "Active borrowers",
+                            fmt(_only(tb, {"branch": TOTAL})["borrowers"].iloc[0])
+                            if tb is not None and len(tb)
+                            else "0",
+                        ),
+                    ],
+                }
+            )
             out.append({"kind": "heading", "text": "State report elements"})
             rows = [r for r in sr.itertuples(index=False)]
-            out.append({"kind": "table", "head": ["Element", "Branch", "Value", "Status"],
-                        "body": [[r.element, r.branch, fmt(r.value) if r.status !=
-                                  "not available" else "n/a", r.status or ""] for r in rows]})
-            out.append({"kind": "chart", "name": "elements_by_branch",
-                        "caption": "Total circulation and children's circulation by branch."})
+            out.append(
+                {
+                    "kind": "table",
+                    "head": ["Element", "Branch", "Value", "Status"],
+                    "body": [
+                        [
+                            r.element,
+                            r.branch,
+                            fmt(r.value) if r.status != "not available" else "n/a",
+                            r.status or "",
+                        ]
+                        for r in rows
+                    ],
+                }
+            )
+            out.append(
+                {
+                    "kind": "chart",
+                    "name": "elements_by_branch",
+                    "caption": "Total circulation and children's circulation by branch.",
+                }
+            )
         if bm is not None and not v.empty:
-            out.append({"kind": "chart", "name": "trend_by_month",
-                        "caption": "Checkouts by month and branch."})
+            out.append(
+                {
+                    "kind": "chart",
+                    "name": "trend_by_month",
+                    "caption": "Checkouts by month and branch.",
+                }
+            )
             out.append({"kind": "heading", "text": "Checkouts by month and branch"})
             head, body = pivot(bm, "month", "branch", "checkouts")
             out.append({"kind": "table", "head": head, "body": body})
         if tb is not None and not v.empty:
-            out.append({"kind": "chart", "name": "borrowers_by_branch",
-                        "caption": "Distinct borrowers in the year by branch."})
+            out.append(
+                {
+                    "kind": "chart",
+                    "name": "borrowers_by_branch",
+                    "caption": "Distinct borrowers in the year by branch.",
+                }
+            )
         out.append({"kind": "heading", "text": "Definitions"})
         for d in v.definitions:
             out.append({"kind": "text", "text": f"{d['element']}: {d['definition']}"})
     if v.empty:
-        out.insert(0, {"kind": "notice", "text": (
-            f"No activity was recorded for {v.period.title()}: the warehouse holds no "
-            "circulation facts for this period. This release is empty on purpose.")})
+        out.insert(
+            0,
+            {
+                "kind": "notice",
+                "text": (
+                    f"No activity was recorded for {v.period.title()}: the warehouse holds no "
+                    "circulation facts for this period. This release is empty on purpose."
+                ),
+            },
+        )
     return out
 
 
@@ -189,7 +286,9 @@ def notes(v: View) -> list[str]:
         out.append(
             f"Differential privacy: counts carry random noise (epsilon {v.dp['epsilon']:g} for "
             f"this release; {v.dp['spent_after']:g} of the {v.dp['annual_budget']:g} budget "
-            f"for {v.dp['reporting_year']} spent). Small differences between figures are noise."
+            f"for {v.dp['reporting_year']} spent). Small differences between figures are noise. "
+            f"{v.dp['mechanism']}: loans beyond the cap are not counted, so heavy borrowing "
+            "is undercounted."
         )
     for u in v.unavailable:
         out.append(f"Not available: {u['title']} — {u['reason']}.")
@@ -205,8 +304,15 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
-                         "axes.titleweight": "bold", "axes.titlesize": 11})
+    plt.rcParams.update(
+        {
+            "font.size": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.titleweight": "bold",
+            "axes.titlesize": 11,
+        }
+    )
     return plt
 
 
@@ -230,11 +336,16 @@ def chart_trend(v: View, path: Path) -> bool:
     months = sorted(m for m in d["month"].unique() if m != TOTAL)
     branches = [b for b in dict.fromkeys(d["branch"]) if b != TOTAL]
     if len(months) < 3:
-        cell = {(m, b): _num(x) for m, b, x in d[["month", "branch", "value"]].itertuples(
-            index=False)}
-        _bars(path, "Loans by month and branch", [month_label(m) for m in months],
-              {b: [cell.get((m, b)) for m in months] for b in branches},
-              "Loans" if v.kind == "month" else "Checkouts")
+        cell = {
+            (m, b): _num(x) for m, b, x in d[["month", "branch", "value"]].itertuples(index=False)
+        }
+        _bars(
+            path,
+            "Loans by month and branch",
+            [month_label(m) for m in months],
+            {b: [cell.get((m, b)) for m in months] for b in branches},
+            "Loans" if v.kind == "month" else "Checkouts",
+        )
         return True
     fig, ax = plt.subplots(figsize=(8, 3.6))
     xs = list(range(len(months)))
@@ -243,11 +354,21 @@ def chart_trend(v: View, path: Path) -> bool:
         s = d[d["branch"] == b].set_index("month")["value"]
         ys = [_num(s.get(m)) for m in months]
         hidden += sum(1 for y in ys if y is None)
-        ax.plot(xs, [float("nan") if y is None else y for y in ys], marker="o", markersize=3,
-                linewidth=2.4 if b == TOTAL else 1.4, color="#222222" if b == TOTAL
-                else PALETTE[i % len(PALETTE)], label="All branches" if b == TOTAL else b)
-    ax.set_xticks(xs, [month_label(m) for m in months], rotation=45 if len(xs) > 6 else 0,
-                  ha="right" if len(xs) > 6 else "center")
+        ax.plot(
+            xs,
+            [float("nan") if y is None else y for y in ys],
+            marker="o",
+            markersize=3,
+            linewidth=2.4 if b == TOTAL else 1.4,
+            color="#222222" if b == TOTAL else PALETTE[i % len(PALETTE)],
+            label="All branches" if b == TOTAL else b,
+        )
+    ax.set_xticks(
+        xs,
+        [month_label(m) for m in months],
+        rotation=45 if len(xs) > 6 else 0,
+        ha="right" if len(xs) > 6 else "center",
+    )
     if len(xs) == 1:
         ax.set_xlim(-0.5, 0.5)
     ax.set_ylim(bottom=0)
@@ -256,15 +377,26 @@ def chart_trend(v: View, path: Path) -> bool:
     ax.grid(axis="y", alpha=0.3)
     ax.legend(frameon=False, fontsize=8, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if hidden:
-        ax.annotate(f"{hidden} suppressed value(s) not drawn", (0, -0.32),
-                    xycoords="axes fraction", fontsize=7, color="#555555")
+        ax.annotate(
+            f"{hidden} suppressed value(s) not drawn",
+            (0, -0.32),
+            xycoords="axes fraction",
+            fontsize=7,
+            color="#555555",
+        )
     _save(fig, path)
     plt.close(fig)
     return True
 
 
-def _bars(path: Path, title: str, cats: list[str], series: dict[str, list], ylabel: str,
-          stacked: bool = False) -> None:
+def _bars(
+    path: Path,
+    title: str,
+    cats: list[str],
+    series: dict[str, list],
+    ylabel: str,
+    stacked: bool = False,
+) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 3.4))
     n = max(1, len(series))
@@ -275,16 +407,29 @@ def _bars(path: Path, title: str, cats: list[str], series: dict[str, list], ylab
         ys = [0.0 if x is None else float(x) for x in vals]
         hidden += sum(1 for x in vals if x is None)
         if stacked:
-            ax.bar(range(len(cats)), ys, 0.7, bottom=bottom, label=name,
-                   color=PALETTE[i % len(PALETTE)])
+            ax.bar(
+                range(len(cats)),
+                ys,
+                0.7,
+                bottom=bottom,
+                label=name,
+                color=PALETTE[i % len(PALETTE)],
+            )
             bottom = [a + b for a, b in zip(bottom, ys, strict=True)]
         else:
             xs = [j - 0.4 + width * (i + 0.5) for j in range(len(cats))]
             ax.bar(xs, ys, width, label=name, color=PALETTE[i % len(PALETTE)])
     if len(series) == 1 and not stacked:
         for j, x in enumerate(next(iter(series.values()))):
-            ax.annotate(fmt(x), (j, 0 if x is None else x), ha="center", va="bottom",
-                        xytext=(0, 2), textcoords="offset points", fontsize=8)
+            ax.annotate(
+                fmt(x),
+                (j, 0 if x is None else x),
+                ha="center",
+                va="bottom",
+                xytext=(0, 2),
+                textcoords="offset points",
+                fontsize=8,
+            )
     ax.set_xticks(range(len(cats)), cats)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -292,8 +437,13 @@ def _bars(path: Path, title: str, cats: list[str], series: dict[str, list], ylab
     if len(series) > 1:
         ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if hidden:
-        ax.annotate(f"{hidden} suppressed value(s) not drawn", (0, -0.18),
-                    xycoords="axes fraction", fontsize=7, color="#555555")
+        ax.annotate(
+            f"{hidden} suppressed value(s) not drawn",
+            (0, -0.18),
+            xycoords="axes fraction",
+            fontsize=7,
+            color="#555555",
+        )
     _save(fig, path)
     plt.close(fig)
 
@@ -325,21 +475,36 @@ def render_charts(v: View, folder: Path) -> list[str]:
                 continue
             others = [c for c in df.columns if c not in (dim, "loans", "status")]
             d = _only(df, {**{c: TOTAL for c in others}, dim: "!Total"})
-            _bars(folder / f"{name}.png", title, list(d[dim]),
-                  {"Loans": [_num(x) for x in d["loans"]]}, "Loans")
+            _bars(
+                folder / f"{name}.png",
+                title,
+                list(d[dim]),
+                {"Loans": [_num(x) for x in d["loans"]]},
+                "Loans",
+            )
             made.append(name)
     else:
         sr = v.table("state_report")
         d = sr[sr["status"] != "not available"]
         cats, ser = _series(d, "branch", "element", "value", {})
-        _bars(folder / "elements_by_branch.png", f"Circulation by branch, {v.period.year}",
-              cats, ser, "Circulation")
+        _bars(
+            folder / "elements_by_branch.png",
+            f"Circulation by branch, {v.period.year}",
+            cats,
+            ser,
+            "Circulation",
+        )
         made.append("elements_by_branch")
     tb = v.table("active_borrowers_by_branch")
     if tb is not None:
         d = tb[tb["branch"] != TOTAL]
-        _bars(folder / "borrowers_by_branch.png", "Active borrowers by branch",
-              list(d["branch"]), {"Borrowers": [_num(x) for x in d["borrowers"]]}, "Borrowers")
+        _bars(
+            folder / "borrowers_by_branch.png",
+            "Active borrowers by branch",
+            list(d["branch"]),
+            {"Borrowers": [_num(x) for x in d["borrowers"]]},
+            "Borrowers",
+        )
         made.append("borrowers_by_branch")
     return made
 
@@ -373,24 +538,38 @@ def render_html(v: View, charts: list[str], path: Path) -> None:
         f"<title>{e(_title(v))}</title><style>{CSS}</style></head><body>",
         f"<h1>{e(_title(v))}</h1>",
         f"<p class='meta'>{e(v.library)} · generated {e(v.generated_at)} · policy version "
-        f"{e(v.policy_version)} · {e('differential privacy' if v.mode != 'suppression' else 'cell suppression')}</p>",
+        f"{e(v.policy_version)} · {e(_mode_text(v))}</p>",
     ]
     for s in sections(v):
         k = s["kind"]
         if k == "figures":
-            parts.append("<div class='figures'>" + "".join(
-                f"<div class='figure'><div class='n'>{e(n)}</div><div class='l'>{e(label)}</div>"
-                "</div>" for label, n in s["items"]) + "</div>")
+            parts.append(
+                "<div class='figures'>"
+                + "".join(
+                    f"<div class='figure'><div class='n'>{e(n)}</div>"
+                    f"<div class='l'>{e(label)}</div></div>"
+                    for label, n in s["items"]
+                )
+                + "</div>"
+            )
         elif k == "chart" and s["name"] in charts:
-            parts.append(f"<figure><img src='charts/{s['name']}.png' alt='{e(s['caption'])}'>"
-                         f"<figcaption>{e(s['caption'])}</figcaption></figure>")
+            parts.append(
+                f"<figure><img src='charts/{s['name']}.png' alt='{e(s['caption'])}'>"
+                f"<figcaption>{e(s['caption'])}</figcaption></figure>"
+            )
         elif k == "heading":
             parts.append(f"<h2>{e(s['text'])}</h2>")
         elif k == "table":
-            parts.append("<table><thead><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in s["head"])
-                         + "</tr></thead><tbody>" + "".join(
-                "<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>"
-                for row in s["body"]) + "</tbody></table>")
+            parts.append(
+                "<table><thead><tr>"
+                + "".join(f"<th>{e(str(h))}</th>" for h in s["head"])
+                + "</tr></thead><tbody>"
+                + "".join(
+                    "<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>"
+                    for row in s["body"]
+                )
+                + "</tbody></table>"
+            )
         elif k == "text":
             parts.append(f"<p>{e(s['text'])}</p>")
         elif k == "notice":
@@ -399,10 +578,17 @@ def render_html(v: View, charts: list[str], path: Path) -> None:
     parts += [f"<li>{e(n)}</li>" for n in notes(v)]
     parts.append("</ul>")
     if v.files:
-        parts.append("<h2>Files</h2><p class='meta'>" + ", ".join(
-            f"<a href='{e(f)}'>{e(f)}</a>" for f in v.files) + "</p>")
+        parts.append(
+            "<h2>Files</h2><p class='meta'>"
+            + ", ".join(f"<a href='{e(f)}'>{e(f)}</a>" for f in v.files)
+            + "</p>"
+        )
     parts.append("</body></html>")
     path.write_text("\n".join(parts), encoding="utf-8")
+
+
+def _mode_text(v: View) -> str:
+    return "differential privacy" if v.mode != "suppression" else "cell suppression"
 
 
 def _title(v: View) -> str:
@@ -425,35 +611,58 @@ def render_pdf(v: View, charts: list[str], chart_dir: Path, path: Path) -> int:
         Paragraph,
         SimpleDocTemplate,
         Spacer,
+        TableStyle,  # noqa: PLC0415
     )
     from reportlab.platypus import Table as RLTable  # noqa: PLC0415
-    from reportlab.platypus import TableStyle  # noqa: PLC0415
 
     ss = getSampleStyleSheet()
-    body = ParagraphStyle("b", parent=ss["BodyText"], fontName="Helvetica", fontSize=9,
-                          leading=12)
+    body = ParagraphStyle("b", parent=ss["BodyText"], fontName="Helvetica", fontSize=9, leading=12)
     small = ParagraphStyle("s", parent=body, fontSize=8, textColor=colors.HexColor("#555555"))
-    h1 = ParagraphStyle("h1", parent=ss["Title"], fontName="Helvetica-Bold", fontSize=18,
-                        alignment=0)
-    h2 = ParagraphStyle("h2", parent=ss["Heading2"], fontName="Helvetica-Bold", fontSize=12,
-                        textColor=colors.HexColor("#1b5e8a"))
+    h1 = ParagraphStyle(
+        "h1", parent=ss["Title"], fontName="Helvetica-Bold", fontSize=18, alignment=0
+    )
+    h2 = ParagraphStyle(
+        "h2",
+        parent=ss["Heading2"],
+        fontName="Helvetica-Bold",
+        fontSize=12,
+        textColor=colors.HexColor("#1b5e8a"),
+    )
     e = html.escape
-    story = [Paragraph(e(_title(v)), h1), Paragraph(
-        e(f"{v.library} · generated {v.generated_at} · policy version {v.policy_version}"),
-        small), Spacer(1, 10)]
+    story = [
+        Paragraph(e(_title(v)), h1),
+        Paragraph(
+            e(f"{v.library} · generated {v.generated_at} · policy version {v.policy_version}"),
+            small,
+        ),
+        Spacer(1, 10),
+    ]
     page_w = letter[0] - 1.5 * inch
     for s in sections(v):
         k = s["kind"]
         if k == "figures":
-            cells = [[Paragraph(f"<font size=16 color='#1b5e8a'><b>{e(n)}</b></font><br/>"
-                                f"<font size=8>{e(label)}</font>", body)
-                      for label, n in s["items"]]]
+            cells = [
+                [
+                    Paragraph(
+                        f"<font size=16 color='#1b5e8a'><b>{e(n)}</b></font><br/>"
+                        f"<font size=8>{e(label)}</font>",
+                        body,
+                    )
+                    for label, n in s["items"]
+                ]
+            ]
             t = RLTable(cells, colWidths=[page_w / len(s["items"])] * len(s["items"]))
-            t.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#f3f6f9")),
-                                   ("BOX", (0, 0), (-1, -1), 0.5, colors.white),
-                                   ("INNERGRID", (0, 0), (-1, -1), 4, colors.white),
-                                   ("TOPPADDING", (0, 0), (-1, -1), 8),
-                                   ("BOTTOMPADDING", (0, 0), (-1, -1), 8)]))
+            t.setStyle(
+                TableStyle(
+                    [
+                        ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#f3f6f9")),
+                        ("BOX", (0, 0), (-1, -1), 0.5, colors.white),
+                        ("INNERGRID", (0, 0), (-1, -1), 4, colors.white),
+                        ("TOPPADDING", (0, 0), (-1, -1), 8),
+                        ("BOTTOMPADDING", (0, 0), (-1, -1), 8),
+                    ]
+                )
+            )
             story += [t, Spacer(1, 8)]
         elif k == "chart" and s["name"] in charts:
             from PIL import Image as PILImage  # noqa: PLC0415
@@ -462,32 +671,51 @@ def render_pdf(v: View, charts: list[str], chart_dir: Path, path: Path) -> int:
             with PILImage.open(p) as im:
                 w, h = im.size
             width = min(page_w, 6.8 * inch)
-            story.append(KeepTogether([Image(str(p), width=width, height=width * h / w),
-                                       Paragraph(e(s["caption"]), small), Spacer(1, 8)]))
+            story.append(
+                KeepTogether(
+                    [
+                        Image(str(p), width=width, height=width * h / w),
+                        Paragraph(e(s["caption"]), small),
+                        Spacer(1, 8),
+                    ]
+                )
+            )
         elif k == "heading":
             story.append(Paragraph(e(s["text"]), h2))
         elif k == "table":
             data = [s["head"], *s["body"]]
             t = RLTable(data, repeatRows=1, hAlign="LEFT")
-            t.setStyle(TableStyle([
-                ("FONTNAME", (0, 0), (-1, -1), "Helvetica"),
-                ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"),
-                ("FONTNAME", (0, -1), (-1, -1), "Helvetica-Bold"),
-                ("FONTSIZE", (0, 0), (-1, -1), 8),
-                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#f3f6f9")),
-                ("LINEBELOW", (0, 0), (-1, -1), 0.3, colors.HexColor("#dddddd")),
-                ("ALIGN", (1, 0), (-1, -1), "RIGHT"),
-            ]))
+            t.setStyle(
+                TableStyle(
+                    [
+                        ("FONTNAME", (0, 0), (-1, -1), "Helvetica"),
+                        ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"),
+                        ("FONTNAME", (0, -1), (-1, -1), "Helvetica-Bold"),
+                        ("FONTSIZE", (0, 0), (-1, -1), 8),
+                        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#f3f6f9")),
+                        ("LINEBELOW", (0, 0), (-1, -1), 0.3, colors.HexColor("#dddddd")),
+                        ("ALIGN", (1, 0), (-1, -1), "RIGHT"),
+                    ]
+                )
+            )
             story += [t, Spacer(1, 6)]
         elif k in ("text", "notice"):
             story.append(Paragraph(e(s["text"]), body))
     story.append(Paragraph("About these figures", h2))
     story += [Paragraph(e(n), body) for n in notes(v)]
     buf = io.BytesIO()
-    doc = SimpleDocTemplate(buf, pagesize=letter, leftMargin=0.75 * inch,
-                            rightMargin=0.75 * inch, topMargin=0.7 * inch,
-                            bottomMargin=0.7 * inch, title=_title(v), author=v.library,
-                            pageCompression=0, invariant=1)
+    doc = SimpleDocTemplate(
+        buf,
+        pagesize=letter,
+        leftMargin=0.75 * inch,
+        rightMargin=0.75 * inch,
+        topMargin=0.7 * inch,
+        bottomMargin=0.7 * inch,
+        title=_title(v),
+        author=v.library,
+        pageCompression=0,
+        invariant=1,
+    )
     pages = {"n": 0}
 
     def footer(canvas, _doc):

@@ -118,7 +118,14 @@ class CellAudit:
             "cell": self.cell.label(),
             "min": _num(self.low),
             "max": None if math.isinf(self.high) else _num(self.high),
-            "covers_suppressed_range": self.covers,
+            "passes": self.covers,
+            "why": (
+                "too narrow: the published figures pin it down"
+                if not self.covers
+                else "covers the whole suppressed range"
+                if self.low <= 1 + EPS
+                else "its minimum is at the threshold or above: it cannot be a small count"
+            ),
         }
 
 
@@ -253,8 +260,7 @@ def _bound_component(
         nonlocal solved
         c = np.zeros(n)
         c[j] = sign
-        res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=bounds,
-                      method="highs")
+        res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
         solved += 1
         if res.status != 0:
             raise _Inconsistent(res.message)
@@ -269,8 +275,15 @@ def _bound_component(
             # total. Their solutions put many cells at 0 (so their minimum is exactly 0)
             # or at the cap (so their maximum is unbounded) without programs of their own.
             for sign in (1.0, -1.0):
-                res = linprog(np.full(n, sign), A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq,
-                              bounds=bounds, method="highs")
+                res = linprog(
+                    np.full(n, sign),
+                    A_ub=a_ub,
+                    b_ub=b_ub,
+                    A_eq=a_eq,
+                    b_eq=b_eq,
+                    bounds=bounds,
+                    method="highs",
+                )
                 solved += 1
                 if res.status != 0:
                     raise _Inconsistent(res.message)
@@ -312,7 +325,7 @@ def audit(
     exact: bool = True,
     _cache: dict | None = None,
 ) -> AuditResult:
-    """The reader's view: ``shown`` maps every published cell to its value, or None if suppressed."""
+    """The reader's view: ``shown`` maps each published cell to its value (None: suppressed)."""
     t0 = time.perf_counter()
     required = (1, threshold - 1)
     index = _Index(relations)
@@ -401,9 +414,7 @@ def _close_equalities(
     most detailed, closing the most exposed totals, smallest.
     """
     rels = index.relations
-    hidden = [
-        sum(1 for m in r.cells if m in suppressed) if r.sense == "eq" else 0 for r in rels
-    ]
+    hidden = [sum(1 for m in r.cells if m in suppressed) if r.sense == "eq" else 0 for r in rels]
     exposed = {i for i, r in enumerate(rels) if r.sense == "eq" and hidden[i] == 1}
     stuck: set[int] = set()
     while exposed - stuck:
@@ -434,9 +445,7 @@ def _close_equalities(
                 exposed.discard(rj)
 
 
-def protect(
-    values: Mapping[CellKey, int], relations: list[Relation], threshold: int
-) -> Protection:
+def protect(values: Mapping[CellKey, int], relations: list[Relation], threshold: int) -> Protection:
     """Primary suppression, then complements until the audit passes (or nothing is left to hide)."""
     for r in relations:
         for k in r.cells:

@@ -97,7 +97,9 @@ def month_period(text: str) -> Period:
     if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 1900:
         raise ReleaseInputError(f"unknown period {text!r}: expected a month as YYYY-MM")
     y, mo = int(m.group(1)), int(m.group(2))
-    return Period("month", f"{y:04d}-{mo:02d}", date(y, mo, 1), date(y + (mo == 12), mo % 12 + 1, 1))
+    return Period(
+        "month", f"{y:04d}-{mo:02d}", date(y, mo, 1), date(y + (mo == 12), mo % 12 + 1, 1)
+    )
 
 
 def year_period(text: str | int) -> Period:
@@ -266,8 +268,9 @@ def additive_table(
         levels = [c for n in range(len(dims), -1, -1) for c in itertools.combinations(dims, n)]
     levels = [tuple(d for d in dims if d in set(lv)) for lv in levels]
     measures = ((value_column, measure), *extra_measures)
-    t = Table(name, title, definition, dims, tuple(c for c, _ in measures), chart=chart,
-              source=source)
+    t = Table(
+        name, title, definition, dims, tuple(c for c, _ in measures), chart=chart, source=source
+    )
     relations: list[Relation] = []
     level_set = {frozenset(lv) for lv in levels}
     for lv in levels:
@@ -344,8 +347,13 @@ CIRC_DIMS = ("branch", "item_type", "patron_category", "age_band")
 def monthly_queries(period: Period) -> dict[str, Select]:
     where = _in_period(period)
     cube = (
-        select(cf.c.branch, cf.c.item_type, cf.c.patron_category, cf.c.age_band,
-               func.count().label("n"))
+        select(
+            cf.c.branch,
+            cf.c.item_type,
+            cf.c.patron_category,
+            cf.c.age_band,
+            func.count().label("n"),
+        )
         .where(where)
         .group_by(cf.c.branch, cf.c.item_type, cf.c.patron_category, cf.c.age_band)
     )
@@ -398,16 +406,18 @@ def count_monthly(conn: Connection, period: Period, *, dp=None) -> Counted:
     else:
         qs = monthly_queries(period)
         cube = {tuple(_label(v) for v in r[:4]): int(r[4]) for r in _run(conn, qs["cube"], counted)}
-        by_branch = {_label(r[0]): int(r[1]) for r in _run(conn, qs["borrowers_by_branch"], counted)}
+        by_branch = {
+            _label(r[0]): int(r[1]) for r in _run(conn, qs["borrowers_by_branch"], counted)
+        }
         overall = int(_run(conn, qs["borrowers"], counted)[0][0] or 0)
         domains = {d: sorted({c[i] for c in cube}) for i, d in enumerate(CIRC_DIMS)}
     counted.facts[FACT_TABLE] = int(sum(cube.values())) if dp is None else dp.facts_in_period
     values = dict(_sum_cube(cube, CIRC_DIMS, "loans"))
     loans_def = (
-        "Checkouts (loans) whose loan date falls in {p}, from the de-identified facts recorded "
-        "when loans are returned: a loan still out when the release runs is counted in a "
-        "later rerun of the period. Renewals are not counted here."
-    ).format(p=period.title())
+        f"Checkouts (loans) whose loan date falls in {period.title()}, from the "
+        "de-identified facts recorded when loans are returned: a loan still out when the "
+        "release runs is counted in a later rerun of the period. Renewals are not counted here."
+    )
     t1, r1 = additive_table(
         "circulation_by_branch_item_type_patron_category",
         "Circulation by branch, item type and patron category",
@@ -492,7 +502,7 @@ def count_planned(conn: Connection, period: Period, counted: Counted) -> None:
             .group_by(*(ft.c[d] for d in spec.dims))
         )
         rows = _run(conn, q, counted)
-        cube = {tuple(_label(v) for v in r[: len(spec.dims)]): r[len(spec.dims):] for r in rows}
+        cube = {tuple(_label(v) for v in r[: len(spec.dims)]): r[len(spec.dims) :] for r in rows}
         counted.facts[spec.fact_table] = counted.facts.get(spec.fact_table, 0) + len(rows)
         domains = {d: sorted({c[i] for c in cube}) for i, d in enumerate(spec.dims)}
         measure_names = tuple((col, f"{spec.name}:{col}") for col, _ in spec.measures)
@@ -549,7 +559,11 @@ def annual_queries(period: Period, kids_ccodes, kids_itypes) -> dict[str, Select
         conds.append(cf.c.collection.in_(list(kids_ccodes)))
     if kids_itypes:
         conds.append(cf.c.item_type.in_(list(kids_itypes)))
-    kid = case((conds[0] if len(conds) == 1 else conds[0] | conds[1], 1), else_=0) if conds else literal(0)
+    kid = (
+        case((conds[0] if len(conds) == 1 else conds[0] | conds[1], 1), else_=0)
+        if conds
+        else literal(0)
+    )
     kid = kid.label("kid")
     by_day = (
         select(
@@ -591,12 +605,12 @@ def count_annual(conn: Connection, period: Period, cfg, *, dp=None) -> Counted:
             circ[b] += int(n) + int(ren or 0)
             if kid:
                 kids[b] += int(n) + int(ren or 0)
-        by_branch = {_label(r[0]): int(r[1]) for r in _run(conn, qs["borrowers_by_branch"], counted)}
+        by_branch = {
+            _label(r[0]): int(r[1]) for r in _run(conn, qs["borrowers_by_branch"], counted)
+        }
         overall = int(_run(conn, qs["borrowers"], counted)[0][0] or 0)
         branches = sorted({b for b, _ in checkouts})
-    counted.facts[FACT_TABLE] = (
-        int(sum(checkouts.values())) if dp is None else dp.facts_in_period
-    )
+    counted.facts[FACT_TABLE] = int(sum(checkouts.values())) if dp is None else dp.facts_in_period
     months = period.months()
     values = dict(_sum_cube(dict(checkouts), ("branch", "month"), "checkouts"))
     t1, r1 = additive_table(

@@ -25,13 +25,14 @@ def run(args) -> int:
     policy = load_policy(args.policy)
     as_of = as_of_from_date(args.as_of, policy.timezone)
     run_id = args.run_id or f"cli-libcal-{uuid.uuid4().hex[:12]}"
-    out = run_libcal(as_of, run_id, policy=policy)
+    out = run_libcal(as_of, run_id, policy=policy, dry_run=bool(getattr(args, "dry_run", False)))
     print(
         f"libcal: {out['events']} events read ({out['events_with_registration']} with "
         f"registration), {out['registrations_read']} registrations counted in memory, "
         f"{out['requests']} requests ({out['retries']} retried)"
     )
-    print(f"libcal: {out['facts_recorded']} program facts recorded, {out['facts_skipped']} skipped")
+    verb = "would be recorded (dry run)" if getattr(args, "dry_run", False) else "recorded"
+    print(f"libcal: {out['facts_recorded']} program facts {verb}, {out['facts_skipped']} skipped")
     print(cli.format_results(out["results"]))
     if getattr(args, "json", False):
         print(json.dumps({k: v for k, v in out.items() if k != "alert"}, default=str))
@@ -67,4 +68,5 @@ def add_commands(sub) -> None:
     p.add_argument("--run-id", default=None, help="id written on the audit rows")
     p.add_argument("--json", action="store_true", help="also print the counts as JSON")
     p.add_argument("--alert", action="store_true", help="on findings or failed requests, alert")
+    p.add_argument("--dry-run", action="store_true", help="read and verify; write no fact")
     p.set_defaults(func=run)

@@ -433,8 +433,12 @@ def run_libcal(
     *,
     policy=None,
     send_alert: bool = False,
+    dry_run: bool = False,
 ) -> dict:
     """The nightly LibCal step: read, record program facts, verify the vendor, audit.
+
+    ``dry_run`` reads and verifies but writes no fact (``facts_recorded`` then counts the
+    facts a run would write); LibCal itself is never changed either way.
 
     Returns counts only (they travel through XCom). ``passed`` is false when the vendor
     holds registrations past the window or a request failed; the caller decides whether
@@ -528,8 +532,11 @@ def run_libcal(
         facts.append(fact)
         if ended >= cutoff:
             refresh.add(fact["fact_key"])
-    with warehouse.begin() as w:
-        summary["facts_recorded"] = write_program_facts(w, facts, refresh)
+    if dry_run:
+        summary["facts_recorded"] = len({f["fact_key"] for f in facts})
+    else:
+        with warehouse.begin() as w:
+            summary["facts_recorded"] = write_program_facts(w, facts, refresh)
     del facts
 
     # Verification: what the vendor still holds past each rule's window.
