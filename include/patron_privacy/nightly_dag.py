@@ -17,7 +17,6 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from patron_privacy.alerts import failure_notifier
 from patron_privacy.dag_defaults import LIBRARY_TZ, Tag, default_args, on_task_failure
 
 VALIDATE = "validate_source_data"
@@ -36,6 +35,18 @@ def facts_asset(source: str) -> Asset:
 
 def audit_asset(source: str) -> Asset:
     return Asset(f"warehouse://patron_privacy/retention_audit/{source}")
+
+
+def _alert(source: str):
+    """The failure callback that mails the alert; the SMTP notifier is built at failure
+    time, not when the DAG file is parsed."""
+
+    def callback(context) -> None:
+        from patron_privacy.alerts import failure_notifier  # noqa: PLC0415
+
+        failure_notifier(source)(context)
+
+    return callback
 
 
 def _open(source: str):
@@ -78,7 +89,7 @@ def nightly_retention_dag(source: str, *, doc_md: str, tag: Tag, schedule: str =
         },
     )
     def nightly():
-        alert = [on_task_failure, failure_notifier(source)]
+        alert = [on_task_failure, _alert(source)]
 
         @task(task_id=VALIDATE, on_failure_callback=alert)
         def validate() -> dict:

@@ -216,11 +216,15 @@ def with_overrides(
         else:
             changes.update(preset=preset, threshold=table[preset])
     if threshold is not None:
-        problems += check_threshold(threshold, "--threshold")
-        changes.update(preset="custom", threshold=threshold)
+        bad = check_threshold(threshold, "--threshold")
+        problems += bad
+        if not bad:
+            changes.update(preset="custom", threshold=threshold)
     if epsilon is not None:
-        problems += check_epsilon(epsilon, "--epsilon")
-        changes.update(epsilon=float(epsilon), dp_enabled=True)
+        bad = check_epsilon(epsilon, "--epsilon")
+        problems += bad
+        if not bad:
+            changes.update(epsilon=float(epsilon), dp_enabled=True)
     if dp is not None:
         changes["dp_enabled"] = dp or changes.get("dp_enabled", False)
     if base_dir is not None:

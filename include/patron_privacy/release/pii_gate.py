@@ -42,6 +42,7 @@ log = logging.getLogger("patron_privacy.release")
 
 ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CARD_NUMBER", "PATRON_NAME")
 MIN_SCORE = 0.4
+_COUNT = re.compile(r"\d{1,3}(?:,\d{3})*|\d+")
 _WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*", re.UNICODE)
 
 
@@ -356,7 +357,12 @@ class PiiGate:
             if t in seen or not t.strip():
                 continue
             seen.add(t)
-            for r in self._analyzer.analyze(t, language="en", entities=list(ENTITIES)):
+            entities = list(ENTITIES)
+            if _COUNT.fullmatch(t.strip()) and len(re.sub(r"\D", "", t)) <= 9:
+                # A count (up to 999,999,999) is not a phone number: seven- and eight-digit
+                # totals of a large library would otherwise read as German or Israeli numbers.
+                entities.remove("PHONE_NUMBER")
+            for r in self._analyzer.analyze(t, language="en", entities=entities):
                 if r.score >= MIN_SCORE:
                     found[r.entity_type] += 1
         return found

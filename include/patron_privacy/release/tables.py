@@ -176,7 +176,7 @@ PLANNED_MONTHLY: tuple[PlannedTable, ...] = (
         "Public-computer sessions that started in the period, by branch and length band.",
         "pc_session_facts",
         "session_date",
-        ("branch", "duration_band"),
+        ("branch", "duration_minutes_band"),
         (("sessions", "count"),),
         "Libki (issue 4)",
     ),
@@ -197,7 +197,7 @@ PLANNED_MONTHLY: tuple[PlannedTable, ...] = (
         "young adult 12-18, adult 19+, all ages) and by onsite, offsite or live virtual.",
         "program_facts",
         "event_date",
-        ("audience", "delivery"),
+        ("audience", "delivery_mode"),
         (("programs", "count"), ("attendance", "sum:attended")),
         "LibCal (issue 4)",
     ),
@@ -310,7 +310,9 @@ def _fill(values: dict[CellKey, int], tables: Iterable[Table]) -> None:
         values.setdefault(k, 0)
 
 
-def fact_table_problem(conn: Connection, name: str, columns: Iterable[str]) -> str | None:
+def fact_table_problem(
+    conn: Connection, name: str, columns: Iterable[str], *, needs_rows: bool = False
+) -> str | None:
     insp = inspect(conn)
     if not insp.has_table(name):
         return f"no fact table {name} in the warehouse"
@@ -318,6 +320,12 @@ def fact_table_problem(conn: Connection, name: str, columns: Iterable[str]) -> s
     missing = [c for c in columns if c not in have]
     if missing:
         return f"fact table {name} lacks column(s) {', '.join(missing)}"
+    if (
+        needs_rows
+        and conn.execute(select(literal(1)).select_from(table(name)).limit(1)).first() is None
+    ):
+        # An empty table means the source is not recording yet: publishing zeros would fake it.
+        return f"no facts recorded yet in {name}"
     return None
 
 
@@ -476,7 +484,7 @@ def count_monthly(conn: Connection, period: Period, *, dp=None) -> Counted:
 def count_planned(conn: Connection, period: Period, counted: Counted) -> None:
     """Count each planned table whose facts exist; list the others as not available."""
     for spec in PLANNED_MONTHLY:
-        problem = fact_table_problem(conn, spec.fact_table, spec.required_columns)
+        problem = fact_table_problem(conn, spec.fact_table, spec.required_columns, needs_rows=True)
         if problem:
             counted.unavailable.append(
                 {
