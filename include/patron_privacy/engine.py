@@ -263,7 +263,8 @@ def hold_expr(rule: Rule, holds: Sequence[Hold]) -> ColumnElement[bool]:
             wanted = sorted({str(i) for i in ids})
         if not wanted:
             continue
-        parts = [cat.patron.in_(wanted)]
+        # IS NOT NULL first: "NULL IN (...)" is NULL, and NOT NULL would keep the row.
+        parts = [cat.patron.isnot(None), cat.patron.in_(wanted)]
         if d_from is not None:
             parts.append(cat.clock >= d_from)
         if d_to is not None:

@@ -11,6 +11,7 @@ from koha_builders import AS_OF, T, add_fine, add_old_issue, add_patron, make_ko
 from patron_privacy import connections
 from patron_privacy.engine import (
     Context,
+    Hold,
     SourceSchemaError,
     check_schema,
     enforce_rule,
@@ -329,3 +330,26 @@ def test_null_anonymous_patron_unlinks(koha):
     context, _ = ctx(anon=None)
     enforce_rule(koha, RULES["returned_loans"], context)
     assert loans(koha) == {1: None}
+
+
+def test_a_hold_on_someone_else_does_not_keep_rows_without_a_patron(koha):
+    mq = T["message_queue"]
+    with koha.begin() as c:
+        add_patron(c, 10)
+        c.execute(
+            mq.insert(),
+            [
+                {
+                    "message_id": 1,
+                    "borrowernumber": None,
+                    "subject": "s",
+                    "content": "c",
+                    "message_transport_type": "email",
+                    "status": "sent",
+                    "time_queued": AS_OF - timedelta(days=45),
+                },
+            ],
+        )
+    context, _ = ctx(holds=[Hold("10")])
+    res = enforce_rule(koha, RULES["notices"], context)
+    assert res.changed == 1 and res.remaining == 0
