@@ -30,11 +30,11 @@ FAIL_RUN = "fail_the_run_if_a_check_failed"
 
 def facts_asset(source: str) -> Asset:
     """De-identified facts from a source: the statistics release is scheduled on these."""
-    return Asset(f"warehouse://patron_privacy/facts/{source}")
+    return Asset(f"patron_privacy.facts.{source}")
 
 
 def audit_asset(source: str) -> Asset:
-    return Asset(f"warehouse://patron_privacy/retention_audit/{source}")
+    return Asset(f"patron_privacy.retention_audit.{source}")
 
 
 def _alert(source: str):
