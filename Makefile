@@ -45,6 +45,7 @@ demo: $(STAMP)
 	$(PY) -m patron_privacy summary --run-id demo-libki-$(DEMO_AS_OF)
 	@# LibCal cannot delete through its API: exit 1 = registrations past their window found at the vendor.
 	$(PY) -m patron_privacy libcal --as-of $(DEMO_AS_OF) --run-id demo-libcal-$(DEMO_AS_OF) || test $$? -eq 1
+	$(PY) -m patron_privacy publish --latest --as-of $(DEMO_AS_OF)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check include dags plugins tests

@@ -36,3 +36,18 @@ def mariadb_url():
         with root.begin() as c:
             c.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
         root.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _no_logging_to_closed_streams():
+    """Some imports (Airflow's logging set-up among them) bind a handler to the stderr
+    of the test that first imported them; pytest closes that stream afterwards. Drop
+    such handlers so a later test's output is not a logging traceback."""
+    import logging
+
+    yield
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for h in list(getattr(logger, "handlers", [])):
+            stream = getattr(h, "stream", None)
+            if stream is not None and getattr(stream, "closed", False):
+                logger.removeHandler(h)
