@@ -18,6 +18,7 @@ import yaml
 
 from patron_privacy import sources
 from patron_privacy.engine import LEGAL_HOLD, Rule
+from patron_privacy.thresholds import Thresholds
 from patron_privacy.timebase import Window, library_zone, parse_duration
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "config" / "retention_policy.yaml"
@@ -273,9 +274,15 @@ def parse_policy(text: str, path: str = "<policy>") -> Policy:
         if name not in sources.SOURCES:
             problems.append(f"sources.{name}: unknown source")
             continue
-        problems.extend(
-            f"sources.{name}.{p}" for p in sources.connector(name).check_options(opts or {})
-        )
+        if opts is not None and not isinstance(opts, dict):
+            problems.append(f"sources.{name}: expected a mapping of options")
+            continue
+        opts = dict(opts or {})
+        # Every source takes the same validation thresholds: checked here, once, so a
+        # typo never silently leaves a default in force (see ``thresholds``).
+        _, bad = Thresholds.problems(opts.pop("validation", None))
+        problems.extend(f"sources.{name}.{p}" for p in bad)
+        problems.extend(f"sources.{name}.{p}" for p in sources.connector(name).check_options(opts))
     pseudo = data.get("pseudonyms") or {}
     kept = _check_kept(data.get("kept_on_purpose"), problems)
     if problems:

@@ -39,7 +39,7 @@ import time
 import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache
 
@@ -55,6 +55,9 @@ from pandas.api.types import (  # noqa: E402
     is_numeric_dtype,
 )
 from sqlalchemy import Engine, and_, case, column, exists, func, inspect, select, table  # noqa: E402
+
+# Re-exported: the policy checks thresholds without importing pandas or GX.
+from patron_privacy.thresholds import Thresholds, ValidationConfigError  # noqa: E402, F401
 
 log = logging.getLogger("patron_privacy.validation")
 
@@ -110,10 +113,6 @@ _NS_HIGH = pd.Timestamp("2262-01-01")
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?$"
 _ZERO_DATE = r"^\d{4}-(?:00-\d{2}|\d{2}-00)"
 _REPLACEMENT = "\ufffd"
-
-
-class ValidationConfigError(ValueError):
-    """Validation thresholds in the policy are not valid; the message lists every problem."""
 
 
 class ValidationFailed(RuntimeError):
@@ -182,53 +181,6 @@ class Extract:
     # they declare, so for them it is always 0.
     extra_columns: int = 0
     chunks: Iterator[pd.DataFrame] = field(default_factory=lambda: iter(()))
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Every tunable number of the checks, with its default; overridable per source."""
-
-    freshness_days: float = 7.0
-    volume_min_ratio: float = 0.5
-    volume_max_ratio: float = 2.0
-    volume_history_runs: int = 7
-    volume_min_history: int = 3
-    date_floor: date = date(1900, 1, 1)
-    future_slack_days: float = 1.0
-    chunk_rows: int = 100_000
-
-    @classmethod
-    def from_options(cls, options: Mapping | None) -> Thresholds:
-        """``sources.<name>.validation`` from the policy; every problem is reported."""
-        options = dict(options or {})
-        known = {f.name: f for f in fields(cls)}
-        problems, values = [], {}
-        for key, value in options.items():
-            f = known.get(key)
-            if f is None:
-                problems.append(f"validation.{key}: unknown (expected one of {', '.join(known)})")
-                continue
-            default = f.default
-            if isinstance(default, date):
-                try:
-                    parsed = value if isinstance(value, date) else date.fromisoformat(str(value))
-                    values[key] = parsed
-                except ValueError:
-                    problems.append(f"validation.{key}: expected a date YYYY-MM-DD, got {value!r}")
-            elif isinstance(value, bool) or not isinstance(value, int | float):
-                problems.append(f"validation.{key}: expected a number, got {value!r}")
-            elif isinstance(default, int) and (value != int(value) or value < 1):
-                problems.append(f"validation.{key}: expected a whole number >= 1, got {value!r}")
-            elif value < 0:
-                problems.append(f"validation.{key}: expected a number >= 0, got {value!r}")
-            else:
-                values[key] = int(value) if isinstance(default, int) else float(value)
-        t = cls(**values)
-        if not problems and t.volume_min_ratio > t.volume_max_ratio:
-            problems.append("validation: volume_min_ratio is above volume_max_ratio")
-        if problems:
-            raise ValidationConfigError("; ".join(problems))
-        return t
 
 
 @dataclass(frozen=True)
