@@ -233,11 +233,28 @@ class AirflowServer:
         self.wait_for(check, timeout, f"{dag_id}.{task_id} to be {state}")
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 90) -> str:
-        return self.wait_for(
-            lambda: (s := self.run_state(dag_id, run_id)) in ("success", "failed") and s,
-            timeout,
-            f"the run {run_id} of {dag_id} to finish",
+        try:
+            return self.wait_for(
+                lambda: (s := self.run_state(dag_id, run_id)) in ("success", "failed") and s,
+                timeout,
+                f"the run {run_id} of {dag_id} to finish",
+            )
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self.explain(dag_id, run_id)}") from None
+
+    def task_logs(self, dag_id: str, run_id: str, task_id: str) -> str:
+        """Every attempt's log file of one task, for a failing test's message."""
+        folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        files = sorted(folder.rglob("*.log")) if folder.exists() else []
+        return "\n".join(
+            f"--- {f.name} ---\n{f.read_text(errors='replace')[-6000:]}" for f in files
         )
+
+    def explain(self, dag_id: str, run_id: str) -> str:
+        """The run's task states and the logs of the tasks that did not succeed."""
+        states = self.task_states(dag_id, run_id)
+        bad = [t for t, s in states.items() if s in ("failed", "upstream_failed", "up_for_retry")]
+        return f"{states}\n" + "\n".join(self.task_logs(dag_id, run_id, t) for t in bad)
 
     def hitl_path(self, dag_id: str, run_id: str, task_id: str) -> str:
         return f"{self.run_path(dag_id, run_id)}/taskInstances/{task_id}/-1/hitlDetails"

@@ -351,23 +351,31 @@ def recent_span_s(p: Params) -> int:
     return int((AS_OF - p.cutoff).total_seconds()) - 3600
 
 
-def _mark(db: Engine, p: Params) -> None:
+def mark(db: Engine, table: str, params, built_by: str) -> None:
+    """The marker that lets a later run drop what this one built, and nothing else."""
     with db.begin() as c:
-        c.execute(text(f"CREATE TABLE `{MARKER}` (k VARCHAR(64) PRIMARY KEY, v TEXT)"))
+        c.execute(text(f"CREATE TABLE {table} (k VARCHAR(64) PRIMARY KEY, v TEXT)"))
         c.execute(
-            text(f"INSERT INTO `{MARKER}` (k, v) VALUES (:k, :v)"),
+            text(f"INSERT INTO {table} (k, v) VALUES (:k, :v)"),
             [
-                {"k": "params", "v": json.dumps(dataclasses.asdict(p), default=str)},
-                {"k": "built_by", "v": "patron_privacy.bench"},
+                {"k": "params", "v": json.dumps(dataclasses.asdict(params), default=str)},
+                {"k": "built_by", "v": built_by},
             ],
         )
 
 
-def _counts(db: Engine) -> dict:
-    out = {}
+def row_counts(db: Engine, tables: list[str]) -> dict[str, int]:
     with db.connect() as c:
-        for t in ("borrowers", "items", "old_issues", "accountlines", SAVED):
-            out[t] = c.execute(text(f"SELECT COUNT(*) FROM `{t}`")).scalar_one()
+        return {t: c.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in tables}
+
+
+def _mark(db: Engine, p: Params) -> None:
+    mark(db, f"`{MARKER}`", p, "patron_privacy.bench")
+
+
+def _counts(db: Engine) -> dict:
+    out = row_counts(db, ["borrowers", "items", "old_issues", "accountlines", SAVED])
+    with db.connect() as c:
         out["accountlines_outstanding"] = c.execute(
             text("SELECT COUNT(*) FROM accountlines WHERE amountoutstanding <> 0")
         ).scalar_one()
@@ -535,10 +543,7 @@ def _pseudonymizer(db: Engine) -> tuple[Pseudonymizer, list[str]]:
         lo, hi = c.execute(
             text("SELECT YEAR(MIN(issuedate)), YEAR(MAX(issuedate)) FROM old_issues")
         ).one()
-    years = [str(y) for y in range(int(lo), int(hi) + 1)]
-    # Throwaway keys for a throwaway warehouse.
-    keys = {y: hashlib.sha256(f"pp-bench-{y}".encode()).hexdigest() for y in years}
-    return Pseudonymizer(keys, "bench"), years
+    return bench_pseudonymizer(lo, hi)
 
 
 def measure_engine(
@@ -637,51 +642,24 @@ def measure_engine(
     return out
 
 
-def _measure_floor_single(db: Engine, p: Params) -> dict:
-    stmt = text(f"UPDATE old_issues o {SET_ANON} WHERE {ELIGIBLE}")
-    t0 = perf_counter()
-    with db.begin() as c:
-        n = c.execute(stmt, p.sql()).rowcount
-    seconds = perf_counter() - t0
-    return {"seconds": round(seconds, 3), "rows_changed": n, "rows_per_s": rate(n, seconds)}
-
-
-def _measure_floor_ranged(db: Engine, p: Params) -> dict:
-    stmt = text(
+def _floors(db: Engine, p: Params) -> dict[str, Callable[[], dict]]:
+    single = text(f"UPDATE old_issues o {SET_ANON} WHERE {ELIGIBLE}")
+    ranged = text(
         f"UPDATE old_issues o {SET_ANON} WHERE o.issue_id BETWEEN :lo AND :hi AND {ELIGIBLE}"
     )
-    n = 0
-    ranges = 0
-    t0 = perf_counter()
-    with db.connect() as c:
-        lo, hi = c.execute(
-            text(
-                "SELECT MIN(issue_id), MAX(issue_id) FROM old_issues o "
-                "WHERE o.returndate < :cutoff AND o.returndate >= :floor"
-            ),
-            p.sql(),
-        ).one()
-        c.rollback()
-        if lo is not None:
-            for start in range(int(lo), int(hi) + 1, RANGE_SIZE):
-                with c.begin():
-                    bounds = {"lo": start, "hi": start + RANGE_SIZE - 1}
-                    n += c.execute(stmt, {**p.sql(), **bounds}).rowcount
-                ranges += 1
-    seconds = perf_counter() - t0
+    bounds = text(
+        "SELECT MIN(issue_id), MAX(issue_id) FROM old_issues o "
+        "WHERE o.returndate < :cutoff AND o.returndate >= :floor"
+    )
     return {
-        "seconds": round(seconds, 3),
-        "rows_changed": n,
-        "rows_per_s": rate(n, seconds),
-        "range_size": RANGE_SIZE,
-        "ranges": ranges,
+        "floor_single": lambda: measure_floor_single(db, single, p.sql()),
+        "floor_ranged": lambda: measure_floor_ranged(db, ranged, bounds, p.sql()),
     }
 
 
 def _measure_loop(db: Engine, p: Params, expected: dict, full_max: int, sample: int) -> dict:
     """Koha's batch_anonymise.pl: patrons with eligible loans, one UPDATE and commit each."""
-    total_patrons = expected["counts"]["eligible_patrons"]
-    sampled = total_patrons > full_max
+    sampled = expected["counts"]["eligible_patrons"] > full_max
     # Left to itself MariaDB reads the patrons in borrowernumber order through the patron
     # index, one random row lookup per loan in the table (minutes at 5M rows): the loop is
     # given the plan the floor gets (the returndate range or one scan) instead.
@@ -702,56 +680,198 @@ def _measure_loop(db: Engine, p: Params, expected: dict, full_max: int, sample: 
         "WHERE o.borrowernumber = :patron AND o.returndate < :cutoff AND o.returndate >= :floor "
         f"AND {NO_FINE}"
     )
+    finish = text(f"UPDATE old_issues o {SET_ANON} WHERE {ELIGIBLE}")
+    loop = Loop(select=select, update=update, finish=finish)
+    return measure_loop(db, loop, {**p.sql(), "n": sample}, expected, sampled)
+
+
+# --- measurements both benchmarks share ---------------------------------------------------------
+
+
+def measure_floor_single(db: Engine, stmt, params: dict) -> dict:
+    """The floor as one set-based statement in one transaction."""
+    t0 = perf_counter()
+    with db.begin() as c:
+        n = c.execute(stmt, params).rowcount
+    seconds = perf_counter() - t0
+    return {"seconds": round(seconds, 3), "rows_changed": n, "rows_per_s": rate(n, seconds)}
+
+
+def measure_floor_ranged(db: Engine, stmt, bounds, params: dict) -> dict:
+    """The floor's statement over primary-key ranges (``:lo``..``:hi``), one commit each.
+
+    ``bounds`` selects the lowest and highest key that can qualify; finding them is timed.
+    """
+    n = 0
+    ranges = 0
+    t0 = perf_counter()
+    with db.connect() as c:
+        lo, hi = c.execute(bounds, params).one()
+        c.rollback()
+        if lo is not None:
+            for start in range(int(lo), int(hi) + 1, RANGE_SIZE):
+                with c.begin():
+                    span = {"lo": start, "hi": start + RANGE_SIZE - 1}
+                    n += c.execute(stmt, {**params, **span}).rowcount
+                ranges += 1
+    seconds = perf_counter() - t0
+    return {
+        "seconds": round(seconds, 3),
+        "rows_changed": n,
+        "rows_per_s": rate(n, seconds),
+        "range_size": RANGE_SIZE,
+        "ranges": ranges,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Loop:
+    """A per-patron loop: ``select`` lists the patrons, ``update`` runs once per ``:patron``.
+
+    ``finish`` completes the patrons a sample left out, untimed, so the end state can be
+    checked in full.
+    """
+
+    select: object
+    update: object
+    finish: object
+
+
+def measure_loop(db: Engine, loop: Loop, params: dict, expected: dict, sampled: bool) -> dict:
+    """One statement and one commit per patron, extrapolated from a sample when sampled."""
     changed = 0
     with db.connect() as c:
         t0 = perf_counter()
         # At most full_max (or sample) ids: bounded, whatever the table's size.
-        patrons = list(c.execute(select, {**p.sql(), "n": sample}).scalars())
+        patrons = list(c.execute(loop.select, params).scalars())
         c.rollback()
         select_s = perf_counter() - t0
         t1 = perf_counter()
         for patron in patrons:
             with c.begin():
-                changed += c.execute(update, {**p.sql(), "patron": patron}).rowcount
+                changed += c.execute(loop.update, {**params, "patron": patron}).rowcount
         update_s = perf_counter() - t1
     out = {
-        "patrons_total": total_patrons,
+        "patrons_total": expected["counts"]["eligible_patrons"],
         "patrons_run": len(patrons),
         "select_s": round(select_s, 2),
         "update_s": round(update_s, 2),
     }
-    eligible = expected["counts"]["eligible"]
-    if sampled:
-        per_row = update_s / changed if changed else 0.0
-        est = select_s + per_row * eligible
-        out.update(
-            {
-                "sampled": True,
-                "sample_rows_changed": changed,
-                "sample_rows_per_s": rate(changed, update_s),
-                "seconds": round(est, 3),
-                "seconds_is_extrapolated": True,
-                "rows_per_s": rate(eligible, est),
-            }
-        )
-        # Finish the other patrons untimed, so the end state can be checked in full.
-        with db.begin() as c:
-            finish = text(f"UPDATE old_issues o {SET_ANON} WHERE {ELIGIBLE}")
-            rest = c.execute(finish, p.sql()).rowcount
-        out["completed_untimed_rows"] = rest
-        out["rows_changed"] = changed + rest
-    else:
+    if not sampled:
         seconds = select_s + update_s
-        out.update(
-            {
-                "sampled": False,
-                "seconds": round(seconds, 3),
-                "seconds_is_extrapolated": False,
-                "rows_changed": changed,
-                "rows_per_s": rate(changed, seconds),
-            }
+        return out | {
+            "sampled": False,
+            "seconds": round(seconds, 3),
+            "seconds_is_extrapolated": False,
+            "rows_changed": changed,
+            "rows_per_s": rate(changed, seconds),
+        }
+    eligible = expected["counts"]["eligible"]
+    per_row = update_s / changed if changed else 0.0
+    est = select_s + per_row * eligible
+    with db.begin() as c:
+        rest = c.execute(loop.finish, params).rowcount
+    return out | {
+        "sampled": True,
+        "sample_rows_changed": changed,
+        "sample_rows_per_s": rate(changed, update_s),
+        "seconds": round(est, 3),
+        "seconds_is_extrapolated": True,
+        "rows_per_s": rate(eligible, est),
+        "completed_untimed_rows": rest,
+        "rows_changed": changed + rest,
+    }
+
+
+def bench_pseudonymizer(first_year: int, last_year: int) -> tuple[Pseudonymizer, list[str]]:
+    """Throwaway keys, one per year the loans span, for a throwaway warehouse."""
+    years = [str(y) for y in range(int(first_year), int(last_year) + 1)]
+    keys = {y: hashlib.sha256(f"pp-bench-{y}".encode()).hexdigest() for y in years}
+    return Pseudonymizer(keys, "bench"), years
+
+
+def check_dry_run(db: Engine, rule: Rule, ctx: Context, expected: dict, report: dict) -> None:
+    """The engine's dry run must count what the independent SQL counts."""
+    dry = inspect_rule(db, rule, ctx, "dry_run")
+    report["engine_dry_run"] = {
+        "kept": dry.kept,
+        "remaining": dry.remaining,
+        "duration_s": dry.duration_s,
+    }
+    if dry.remaining != expected["counts"]["eligible"]:
+        report["errors"].append(
+            f"engine dry run counts {dry.remaining} to change, raw SQL counts "
+            f"{expected['counts']['eligible']}"
         )
-    return out
+
+
+def standard_plan(
+    db: Engine,
+    rule: Rule,
+    ctx: Context,
+    batch_size: int,
+    pseudo: Pseudonymizer,
+    floors: dict[str, Callable[[], dict]],
+    loop: Callable[[], dict],
+) -> list[tuple[str, Callable[[], dict]]]:
+    """Engine with and without facts, the floors, the loop, then the engine for memory."""
+
+    def engine(facts: bool, trace: bool = False) -> Callable[[], dict]:
+        return lambda: measure_engine(
+            db, rule, ctx, batch_size, facts=facts, pseudo=pseudo if facts else None, trace=trace
+        )
+
+    return [
+        ("engine", engine(True)),
+        ("engine_no_facts", engine(False)),
+        *floors.items(),
+        ("loop", loop),
+        ("engine_tracemalloc", engine(True, trace=True)),
+    ]
+
+
+def run_plan(
+    plan: list[tuple[str, Callable[[], dict]]],
+    measurements: dict[str, dict],
+    *,
+    state: Callable[[], dict],
+    expected: dict,
+    reset: Callable[[], dict],
+    errors: list[str],
+    rss: dict[str, int],
+    settle: Callable[[dict], None] | None = None,
+) -> None:
+    """Each measurement on the same pristine state, its end state checked, then reset.
+
+    Results go into ``measurements`` as they come, so a reset that fails still leaves
+    the ones before it for the report. ``settle`` runs after a measurement, before its
+    end state is read (MariaDB waits for purge there). A measurement that raises is
+    reported and the others still run.
+    """
+    for key, measure in plan:
+        log.info("measuring %s", key)
+        m: dict = {"started_at": now_iso(), "loadavg_before": loadavg()}
+        try:
+            m.update(measure())
+            if settle is not None:
+                settle(m)
+            check_end_state(key, m, state(), expected, errors)
+        except Exception as exc:  # noqa: BLE001 - reported in the JSON; the others still run
+            log.exception("%s failed", key)
+            m["error"] = f"{type(exc).__name__}: {exc}"
+            errors.append(f"{key}: {m['error']}")
+        m["loadavg_after"] = loadavg()
+        rss[f"after_{key}"] = rss_kb()
+        m.update(reset())
+        measurements[key] = m
+        log.info("%s: %s rows/s", key, m.get("rows_per_s"))
+
+
+def write_report(report: dict, measurements: dict, rss: dict[str, int], out: str) -> None:
+    summarize(report, measurements, rss)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 # --- facts about the run ----------------------------------------------------------------------
@@ -809,11 +929,19 @@ def _code_versions() -> dict[str, str]:
     return {k: hashlib.sha256(Path(f).read_bytes()).hexdigest()[:16] for k, f in files.items()}
 
 
-def _returned_loans_rule() -> tuple[Rule, dict, str]:
+def policy_rule(source: str, category: str, defaults: dict) -> tuple[Rule, dict, str]:
+    """The shipped policy's rule and options: the benchmark measures what a run enforces."""
     policy = load_policy()
-    rule = next(r for r in policy.rules_for(SOURCE) if r.category.name == CATEGORY)
-    opts = {**CONNECTOR.default_options, **policy.options(SOURCE)}
-    return rule, opts, policy.version
+    rule = next(r for r in policy.rules_for(source) if r.category.name == category)
+    return rule, {**defaults, **policy.options(source)}, policy.version
+
+
+def check_sizes(rows: int, past: int, patrons: int) -> None:
+    if rows < 1 or patrons < 1 or not 0 <= past <= rows:
+        raise ValueError(
+            f"expected rows >= 1, patrons >= 1 and 0 <= past <= rows; got "
+            f"rows={rows}, past={past}, patrons={patrons}"
+        )
 
 
 def run(
@@ -827,12 +955,8 @@ def run(
     loop_sample: int = LOOP_SAMPLE,
 ) -> dict:
     """Build the state, measure engine, floor and loop on it, write and return the JSON."""
-    if rows < 1 or patrons < 1 or not 0 <= past <= rows:
-        raise ValueError(
-            f"expected rows >= 1, patrons >= 1 and 0 <= past <= rows; got "
-            f"rows={rows}, past={past}, patrons={patrons}"
-        )
-    rule, opts, policy_version = _returned_loans_rule()
+    check_sizes(rows, past, patrons)
+    rule, opts, policy_version = policy_rule(SOURCE, CATEGORY, CONNECTOR.default_options)
     batch_size = int(opts.get("batch_size", 10_000))
     p = Params(rows=rows, past=past, patrons=patrons, cutoff=AS_OF - rule.cutoff_delta)
     errors: list[str] = []
@@ -891,59 +1015,32 @@ def run(
             check_schema(c, [rule], ctx)
         pseudo, years = _pseudonymizer(db)
         report["params"]["pseudonym_periods"] = years
-        dry = inspect_rule(db, rule, ctx, "dry_run")
-        report["engine_dry_run"] = {
-            "kept": dry.kept,
-            "remaining": dry.remaining,
-            "duration_s": dry.duration_s,
-        }
-        if dry.remaining != expected["counts"]["eligible"]:
-            errors.append(
-                f"engine dry run counts {dry.remaining} to change, raw SQL counts "
-                f"{expected['counts']['eligible']}"
-            )
-
-        plan: list[tuple[str, Callable[[], dict]]] = [
-            (
-                "engine",
-                lambda: measure_engine(db, rule, ctx, batch_size, facts=True, pseudo=pseudo),
-            ),
-            ("engine_no_facts", lambda: measure_engine(db, rule, ctx, batch_size, facts=False)),
-            ("floor_single", lambda: _measure_floor_single(db, p)),
-            ("floor_ranged", lambda: _measure_floor_ranged(db, p)),
-            ("loop", lambda: _measure_loop(db, p, expected, loop_full_max, loop_sample)),
-            (
-                "engine_tracemalloc",
-                lambda: measure_engine(
-                    db, rule, ctx, batch_size, facts=True, pseudo=pseudo, trace=True
-                ),
-            ),
-        ]
-        for key, measure in plan:
-            log.info("measuring %s", key)
-            m: dict = {"started_at": now_iso(), "loadavg_before": loadavg()}
-            try:
-                m.update(measure())
-                add_purge_time(m, wait_for_purge(db))
-                check_end_state(key, m, _state(db, p), expected, errors)
-            except Exception as exc:  # noqa: BLE001 - reported in the JSON; the others still run
-                log.exception("%s failed", key)
-                m["error"] = f"{type(exc).__name__}: {exc}"
-                errors.append(f"{key}: {m['error']}")
-            m["loadavg_after"] = loadavg()
-            rss[f"after_{key}"] = rss_kb()
-            m.update(_reset(db, p, pristine))
-            measurements[key] = m
-            log.info("%s: %s rows/s", key, m.get("rows_per_s"))
+        check_dry_run(db, rule, ctx, expected, report)
+        plan = standard_plan(
+            db,
+            rule,
+            ctx,
+            batch_size,
+            pseudo,
+            _floors(db, p),
+            lambda: _measure_loop(db, p, expected, loop_full_max, loop_sample),
+        )
+        run_plan(
+            plan,
+            measurements,
+            state=lambda: _state(db, p),
+            expected=expected,
+            reset=lambda: _reset(db, p, pristine),
+            errors=errors,
+            rss=rss,
+            settle=lambda m: add_purge_time(m, wait_for_purge(db)),
+        )
     except Exception as exc:
         errors.append(f"fatal: {type(exc).__name__}: {exc}")
         raise
     finally:
         db.dispose()
-        summarize(report, measurements, rss)
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+        write_report(report, measurements, rss, out)
     return report
 
 

@@ -91,11 +91,6 @@ def start_disclosure(airflow: AirflowServer, ref: str) -> str:
     return run_id
 
 
-@pytest.mark.xfail(
-    reason="the build task failed after approval in one loaded clean-clone run; under "
-    "investigation (issue 7 stays open until this passes reliably)",
-    strict=False,
-)
 def test_approval_builds_exactly_the_order_and_records_who(airflow):
     ref = new_request()
     hold_for(ref)
@@ -112,9 +107,8 @@ def test_approval_builds_exactly_the_order_and_records_who(airflow):
     assert refused.status_code == 403, "only the named approvers may answer"
     answer = airflow.api("PATCH", path, json={"chosen_options": ["Approve"]})
     assert answer.status_code == 200, answer.text
-    assert airflow.wait_for_run(DISCLOSURE, run_id) == "success"
-    states = airflow.task_states(DISCLOSURE, run_id)
-    assert states["build_disclosure_package"] == "success", states
+    finished = airflow.wait_for_run(DISCLOSURE, run_id)
+    assert finished == "success", airflow.explain(DISCLOSURE, run_id)
 
     folder = airflow.pp_home / "exports" / "disclosures" / ref
     package = json.loads((folder / "package.json").read_text())
@@ -157,7 +151,9 @@ def test_rejection_builds_nothing(airflow):
         json={"chosen_options": ["Reject"]},
     )
     assert answer.status_code == 200, answer.text
-    assert airflow.wait_for_run(DISCLOSURE, run_id) == "success"
+    assert airflow.wait_for_run(DISCLOSURE, run_id) == "success", airflow.explain(
+        DISCLOSURE, run_id
+    )
     states = airflow.task_states(DISCLOSURE, run_id)
     assert states["build_disclosure_package"] == "skipped", states
     assert states["record_rejection"] == "success", states
@@ -173,7 +169,9 @@ def test_dry_run_asks_no_approval_and_builds_nothing(airflow):
     r = airflow.trigger(DISCLOSURE, {"request": ref})  # dry_run defaults to true
     assert r.status_code == 200, r.text
     run_id = r.json()["dag_run_id"]
-    assert airflow.wait_for_run(DISCLOSURE, run_id) == "success"
+    assert airflow.wait_for_run(DISCLOSURE, run_id) == "success", airflow.explain(
+        DISCLOSURE, run_id
+    )
     states = airflow.task_states(DISCLOSURE, run_id)
     assert states["check_request"] == "success", states
     assert {
@@ -206,7 +204,7 @@ def test_intake_form_refuses_identifiers_and_records_a_request(airflow):
     r = airflow.trigger(INTAKE, conf)
     assert r.status_code == 200, r.text
     run_id = r.json()["dag_run_id"]
-    assert airflow.wait_for_run(INTAKE, run_id) == "success", airflow.task_states(INTAKE, run_id)
+    assert airflow.wait_for_run(INTAKE, run_id) == "success", airflow.explain(INTAKE, run_id)
     with requests_register.warehouse_engine().connect() as c:
         found = [
             x
@@ -223,7 +221,7 @@ def test_board_report_month_comes_from_the_data_interval(airflow):
     r = airflow.trigger(BOARD, {"dry_run": False}, logical_date="2026-06-01T11:00:00Z")
     assert r.status_code == 200, r.text
     run_id = r.json()["dag_run_id"]
-    assert airflow.wait_for_run(BOARD, run_id) == "success", airflow.task_states(BOARD, run_id)
+    assert airflow.wait_for_run(BOARD, run_id) == "success", airflow.explain(BOARD, run_id)
     out = airflow.pp_home / "exports" / "board_reports"
     html = (out / "law-enforcement-requests-2026-05.html").read_text()
     assert ref in html and "May 2026" in html

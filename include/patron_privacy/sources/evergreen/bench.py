@@ -34,21 +34,17 @@ the Koha benchmark's own.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from time import perf_counter
 
 from sqlalchemy import Engine, create_engine, make_url, text
 
 from patron_privacy import bench as common
-from patron_privacy.engine import VALID_DATE_FLOOR, Context, Rule, check_schema, inspect_rule
+from patron_privacy.engine import VALID_DATE_FLOOR, Context, Rule, check_schema
 from patron_privacy.facts import Pseudonymizer
-from patron_privacy.policy import load_policy
 from patron_privacy.sources.evergreen import schema
 from patron_privacy.sources.evergreen.connector import CONNECTOR, use_time_zone
 
@@ -318,22 +314,13 @@ def _vacuum(db: Engine) -> float:
 
 
 def _mark(db: Engine, p: Params) -> None:
-    with db.begin() as c:
-        c.execute(text(f"CREATE TABLE public.{MARKER} (k text PRIMARY KEY, v text)"))
-        c.execute(
-            text(f"INSERT INTO public.{MARKER} (k, v) VALUES (:k, :v)"),
-            [
-                {"k": "params", "v": json.dumps(dataclasses.asdict(p), default=str)},
-                {"k": "built_by", "v": "patron_privacy.sources.evergreen.bench"},
-            ],
-        )
+    common.mark(db, f"public.{MARKER}", p, "patron_privacy.sources.evergreen.bench")
 
 
 def _counts(db: Engine) -> dict:
-    out = {}
+    tables = ["actor.usr", "asset.copy", "action.circulation", f"public.{SAVED}"]
+    out = common.row_counts(db, tables)
     with db.connect() as c:
-        for t in ("actor.usr", "asset.copy", "action.circulation", f"public.{SAVED}"):
-            out[t] = c.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one()
         out["renewals"] = c.execute(
             text("SELECT COUNT(*) FROM action.circulation WHERE parent_circ IS NOT NULL")
         ).scalar_one()
@@ -444,104 +431,31 @@ def _reset(db: Engine, pristine: dict) -> dict:
 # --- the measurements -------------------------------------------------------------------------
 
 
-def _measure_floor_single(db: Engine, p: Params) -> dict:
-    stmt = text(_age_sql("true"))
-    t0 = perf_counter()
-    with db.begin() as c:
-        n = c.execute(stmt, p.sql()).rowcount
-    seconds = perf_counter() - t0
-    return {"seconds": round(seconds, 3), "rows_changed": n, "rows_per_s": common.rate(n, seconds)}
-
-
-def _measure_floor_ranged(db: Engine, p: Params) -> dict:
-    stmt = text(_age_sql("h.id BETWEEN :lo AND :hi"))
-    n = 0
-    ranges = 0
-    t0 = perf_counter()
-    with db.connect() as c:
-        lo, hi = c.execute(
-            text(
-                "SELECT MIN(id), MAX(id) FROM action.circulation WHERE parent_circ IS NULL "
-                "AND xact_finish < :cutoff AND xact_finish >= :floor"
-            ),
-            p.sql(),
-        ).one()
-        c.rollback()
-        if lo is not None:
-            for start in range(int(lo), int(hi) + 1, RANGE_SIZE):
-                with c.begin():
-                    bounds = {"lo": start, "hi": start + RANGE_SIZE - 1}
-                    n += c.execute(stmt, {**p.sql(), **bounds}).rowcount
-                ranges += 1
-    seconds = perf_counter() - t0
+def _floors(db: Engine, p: Params) -> dict[str, Callable[[], dict]]:
+    bounds = text(
+        "SELECT MIN(id), MAX(id) FROM action.circulation WHERE parent_circ IS NULL "
+        "AND xact_finish < :cutoff AND xact_finish >= :floor"
+    )
+    single = text(_age_sql("true"))
+    ranged = text(_age_sql("h.id BETWEEN :lo AND :hi"))
     return {
-        "seconds": round(seconds, 3),
-        "rows_changed": n,
-        "rows_per_s": common.rate(n, seconds),
-        "range_size": RANGE_SIZE,
-        "ranges": ranges,
+        "floor_single": lambda: common.measure_floor_single(db, single, p.sql()),
+        "floor_ranged": lambda: common.measure_floor_ranged(db, ranged, bounds, p.sql()),
     }
 
 
 def _measure_loop(db: Engine, p: Params, expected: dict, full_max: int, sample: int) -> dict:
     """Patrons with eligible circulations, then one statement and one commit per patron."""
-    total_patrons = expected["counts"]["eligible_patrons"]
-    sampled = total_patrons > full_max
-    patrons_sql = (
+    sampled = expected["counts"]["eligible_patrons"] > full_max
+    select = text(
         _eligible_cte("true") + " SELECT d.usr FROM (SELECT DISTINCT c.usr FROM elig "
         "JOIN action.circulation c ON c.id = elig.id) d "
         + ("ORDER BY md5('sample' || d.usr), d.usr LIMIT :n" if sampled else "ORDER BY d.usr")
     )
-    update = text(_age_sql("h.usr = :patron"))
-    changed = 0
-    with db.connect() as c:
-        t0 = perf_counter()
-        # At most full_max (or sample) ids: bounded, whatever the table's size.
-        patrons = list(c.execute(text(patrons_sql), {**p.sql(), "n": sample}).scalars())
-        c.rollback()
-        select_s = perf_counter() - t0
-        t1 = perf_counter()
-        for patron in patrons:
-            with c.begin():
-                changed += c.execute(update, {**p.sql(), "patron": patron}).rowcount
-        update_s = perf_counter() - t1
-    out = {
-        "patrons_total": total_patrons,
-        "patrons_run": len(patrons),
-        "select_s": round(select_s, 2),
-        "update_s": round(update_s, 2),
-    }
-    eligible = expected["counts"]["eligible"]
-    if sampled:
-        per_row = update_s / changed if changed else 0.0
-        est = select_s + per_row * eligible
-        out.update(
-            {
-                "sampled": True,
-                "sample_rows_changed": changed,
-                "sample_rows_per_s": common.rate(changed, update_s),
-                "seconds": round(est, 3),
-                "seconds_is_extrapolated": True,
-                "rows_per_s": common.rate(eligible, est),
-            }
-        )
-        # Finish the other patrons untimed, so the end state can be checked in full.
-        with db.begin() as c:
-            rest = c.execute(text(_age_sql("true")), p.sql()).rowcount
-        out["completed_untimed_rows"] = rest
-        out["rows_changed"] = changed + rest
-    else:
-        seconds = select_s + update_s
-        out.update(
-            {
-                "sampled": False,
-                "seconds": round(seconds, 3),
-                "seconds_is_extrapolated": False,
-                "rows_changed": changed,
-                "rows_per_s": common.rate(changed, seconds),
-            }
-        )
-    return out
+    loop = common.Loop(
+        select=select, update=text(_age_sql("h.usr = :patron")), finish=text(_age_sql("true"))
+    )
+    return common.measure_loop(db, loop, {**p.sql(), "n": sample}, expected, sampled)
 
 
 def _pseudonymizer(db: Engine) -> tuple[Pseudonymizer, list[str]]:
@@ -552,9 +466,7 @@ def _pseudonymizer(db: Engine) -> tuple[Pseudonymizer, list[str]]:
                 "EXTRACT(YEAR FROM MAX(xact_start))::int FROM action.circulation"
             )
         ).one()
-    years = [str(y) for y in range(int(lo), int(hi) + 1)]
-    keys = {y: hashlib.sha256(f"pp-bench-{y}".encode()).hexdigest() for y in years}
-    return Pseudonymizer(keys, "bench"), years
+    return common.bench_pseudonymizer(lo, hi)
 
 
 def _server(db: Engine) -> dict:
@@ -581,13 +493,11 @@ def _server(db: Engine) -> dict:
 
 
 def _rule() -> tuple[Rule, dict, str]:
-    policy = load_policy()
-    rule = next(r for r in policy.rules_for(SOURCE) if r.category.name == CATEGORY)
-    opts = {**CONNECTOR.default_options, **policy.options(SOURCE)}
+    rule, opts, version = common.policy_rule(SOURCE, CATEGORY, CONNECTOR.default_options)
     opts["aging"] = {**CONNECTOR.default_options["aging"], **(opts.get("aging") or {})}
     # The benchmark measures the engine's own aging, whatever the shipped policy chooses.
     opts["aging"][CATEGORY] = "engine"
-    return rule, opts, policy.version
+    return rule, opts, version
 
 
 def run(
@@ -601,11 +511,7 @@ def run(
     loop_sample: int = LOOP_SAMPLE,
 ) -> dict:
     """Build the state, measure engine, floor and loop on it, write and return the JSON."""
-    if rows < 1 or patrons < 1 or not 0 <= past <= rows:
-        raise ValueError(
-            f"expected rows >= 1, patrons >= 1 and 0 <= past <= rows; got "
-            f"rows={rows}, past={past}, patrons={patrons}"
-        )
+    common.check_sizes(rows, past, patrons)
     rule, opts, policy_version = _rule()
     batch_size = int(opts.get("batch_size", 10_000))
     p = Params(rows=rows, past=past, patrons=patrons, cutoff=AS_OF - rule.cutoff_delta)
@@ -663,58 +569,29 @@ def run(
             check_schema(c, [rule], ctx)
         pseudo, years = _pseudonymizer(db)
         report["params"]["pseudonym_periods"] = years
-        dry = inspect_rule(db, rule, ctx, "dry_run")
-        report["engine_dry_run"] = {
-            "kept": dry.kept,
-            "remaining": dry.remaining,
-            "duration_s": dry.duration_s,
-        }
-        if dry.remaining != expected["counts"]["eligible"]:
-            errors.append(
-                f"engine dry run counts {dry.remaining} to change, raw SQL counts "
-                f"{expected['counts']['eligible']}"
-            )
-
-        plan: list[tuple[str, Callable[[], dict]]] = [
-            (
-                "engine",
-                lambda: common.measure_engine(db, rule, ctx, batch_size, facts=True, pseudo=pseudo),
-            ),
-            (
-                "engine_no_facts",
-                lambda: common.measure_engine(db, rule, ctx, batch_size, facts=False),
-            ),
-            ("floor_single", lambda: _measure_floor_single(db, p)),
-            ("floor_ranged", lambda: _measure_floor_ranged(db, p)),
-            ("loop", lambda: _measure_loop(db, p, expected, loop_full_max, loop_sample)),
-            (
-                "engine_tracemalloc",
-                lambda: common.measure_engine(
-                    db, rule, ctx, batch_size, facts=True, pseudo=pseudo, trace=True
-                ),
-            ),
-        ]
-        for key, measure in plan:
-            log.info("measuring %s", key)
-            m: dict = {"started_at": common.now_iso()}
-            try:
-                m.update(measure())
-                common.check_end_state(key, m, _state(db), expected, errors)
-            except Exception as exc:  # noqa: BLE001 - reported in the JSON; the others still run
-                log.exception("%s failed", key)
-                m["error"] = f"{type(exc).__name__}: {exc}"
-                errors.append(f"{key}: {m['error']}")
-            rss[f"after_{key}"] = common.rss_kb()
-            m.update(_reset(db, pristine))
-            measurements[key] = m
-            log.info("%s: %s rows/s", key, m.get("rows_per_s"))
+        common.check_dry_run(db, rule, ctx, expected, report)
+        plan = common.standard_plan(
+            db,
+            rule,
+            ctx,
+            batch_size,
+            pseudo,
+            _floors(db, p),
+            lambda: _measure_loop(db, p, expected, loop_full_max, loop_sample),
+        )
+        common.run_plan(
+            plan,
+            measurements,
+            state=lambda: _state(db),
+            expected=expected,
+            reset=lambda: _reset(db, pristine),
+            errors=errors,
+            rss=rss,
+        )
     except Exception as exc:
         errors.append(f"fatal: {type(exc).__name__}: {exc}")
         raise
     finally:
         db.dispose()
-        common.summarize(report, measurements, rss)
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+        common.write_report(report, measurements, rss, out)
     return report
