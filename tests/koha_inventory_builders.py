@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from koha_builders import ANON, AS_OF, T, add_patron
+from koha_builders import ANON, AS_OF, STAFF, T, add_patron
 from patron_privacy.engine import Context, check_schema, enforce_rule, inspect_rule
 from patron_privacy.policy import load_policy
 from sqlalchemy import insert, select
@@ -23,6 +23,151 @@ LOANED_ITEM = 150
 
 def _d(when: datetime) -> date:
     return when.date()
+
+
+# A patron's registration extras (issue 3, continued): 1xx belong to Q (anonymized, card
+# expired long ago: removed), 2xx to P (active: kept), 3xx to 53 (expired long ago but not
+# anonymized yet: kept until expired_patrons anonymizes it).
+_OWNER_BY_HUNDRED = {1: Q, 2: P, 3: 53}
+# table -> (key column, patron column, keys to write, extra columns)
+REGISTRATION_EXTRAS = {
+    "alert": ("alertid", "borrowernumber", (101, 201, 301), {"type": "issue", "externalid": "7"}),
+    "borrower_attributes": ("id", "borrowernumber", (101, 201, 301), {"code": "SCHOOL"}),
+    "borrower_message_preferences": (
+        "borrower_message_preference_id",
+        "borrowernumber",
+        (101, 201, 301),
+        {"message_attribute_id": 1},
+    ),
+    "borrower_password_history": ("id", "borrowernumber", (101, 201), {"password": "$2a$h"}),
+    "discharges": ("discharge_id", "borrower", (101, 201), {"needed": OLD}),
+    "housebound_profile": (
+        "borrowernumber",
+        "borrowernumber",
+        (Q, P, 53),
+        {"day": "1", "frequency": "weekly"},
+    ),
+    "housebound_role": ("borrowernumber_id", "borrowernumber_id", (Q, P), {}),
+    "patron_list_patrons": (
+        "patron_list_patron_id",
+        "borrowernumber",
+        (101, 201),
+        {"patron_list_id": 1},
+    ),
+    "subscriptionroutinglist": ("routingid", "borrowernumber", (101, 201), {"subscriptionid": 1}),
+    "patron_consent": ("id", "borrowernumber", (101, 201), {"type": "GDPR_PROCESSING"}),
+    "virtualshelves": ("shelfnumber", "owner", (101, 201, 301), {"created_on": OLD}),
+    "reviews": ("reviewid", "borrowernumber", (101, 201), {"review": "r", "biblionumber": 1}),
+}
+
+
+def _owner(key: int) -> int:
+    return key if key in (Q, P, 53) else _OWNER_BY_HUNDRED[key // 100]
+
+
+def _registration_extras() -> dict[str, list[dict]]:
+    rows = {
+        table: [{key: k, col: _owner(k), **extra} for k in keys]
+        for table, (key, col, keys, extra) in REGISTRATION_EXTRAS.items()
+    }
+    # A category default (no patron) is not a patron's preference: never touched.
+    rows["borrower_message_preferences"].append(
+        {"borrower_message_preference_id": 202, "categorycode": "ADULT", "message_attribute_id": 1}
+    )
+    rows["ratings"] = [{"borrowernumber": b, "biblionumber": 1, "rating_value": 4} for b in (Q, P)]
+    # Shares of P's list: to Q (removed), to KEEPER (kept), an invitation never accepted.
+    rows["virtualshelfshares"] = [
+        {"id": 101, "shelfnumber": 201, "borrowernumber": Q, "invitekey": "a"},
+        {"id": 201, "shelfnumber": 201, "borrowernumber": KEEPER, "invitekey": "b"},
+        {"id": 202, "shelfnumber": 201, "borrowernumber": None, "invitekey": "c"},
+    ]
+    # Entries Q and P added to lists that stay (their shelves: the key).
+    rows["virtualshelfcontents"] = [
+        {"shelfnumber": 201, "biblionumber": 1, "borrowernumber": Q},
+        {"shelfnumber": 301, "biblionumber": 1, "borrowernumber": P},
+    ]
+    return rows
+
+
+OPEN_HOLD = 900
+
+
+def _own_clock_rows() -> dict[str, list[dict]]:
+    hold = {"borrowernumber": P, "biblionumber": 1, "branchcode": "MAIN"}
+    return {
+        "reserves": [{"reserve_id": OPEN_HOLD, "hold_group_id": 301, **hold}],
+        "old_reserves": [
+            {"reserve_id": 801, "hold_group_id": 101, "timestamp": OLD, **hold},
+            {"reserve_id": 802, "hold_group_id": 201, "timestamp": NEW, **hold},
+        ],
+        # 101: last hold closed long ago; 102: empty; 201: closed recently; 301: one open.
+        "hold_groups": [{"hold_group_id": k, "borrowernumber": P} for k in (101, 102, 201, 301)],
+        "club_holds": [
+            {"id": 1, "club_id": 1, "biblio_id": 1, "date_created": OLD},
+            {"id": 2, "club_id": 1, "biblio_id": 1, "date_created": NEW},
+        ],
+        "club_holds_to_patron_holds": [
+            {"id": 101, "club_hold_id": 1, "patron_id": P, "error_code": "damaged"},
+            {"id": 201, "club_hold_id": 2, "patron_id": P},
+            {"id": 301, "club_hold_id": 1, "patron_id": P, "hold_id": OPEN_HOLD},
+        ],
+        # Batches of illrequests 101 (completed long ago), 201 (recently), 202 (open).
+        "illbatches": [
+            {"ill_batch_id": k, "name": f"b{k}", "backend": "Standard", "patron_id": P}
+            for k in (101, 201, 301)
+        ],
+        "background_jobs": [
+            {"id": 101, "status": "finished", "borrowernumber": STAFF, "ended_on": OLD},
+            {"id": 201, "status": "finished", "borrowernumber": STAFF, "ended_on": NEW},
+            {"id": 202, "status": "started", "borrowernumber": STAFF, "enqueued_on": OLD},
+        ],
+        "borrower_password_recovery": [
+            {"borrowernumber": P, "uuid": "u1", "valid_until": OLD},
+            {"borrowernumber": KEEPER, "uuid": "u2", "valid_until": AS_OF + timedelta(days=1)},
+        ],
+        "creator_batches": [
+            {"label_id": 101, "borrower_number": P, "timestamp": OLD, "creator": "Patroncards"},
+            {"label_id": 201, "borrower_number": P, "timestamp": NEW, "creator": "Patroncards"},
+            {"label_id": 202, "borrower_number": None, "timestamp": OLD},
+        ],
+        "curbside_pickups": [
+            {
+                "id": 101,
+                "borrowernumber": P,
+                "branchcode": "MAIN",
+                "scheduled_pickup_datetime": OLD,
+            },
+            {
+                "id": 201,
+                "borrowernumber": P,
+                "branchcode": "MAIN",
+                "scheduled_pickup_datetime": NEW,
+            },
+        ],
+        "pending_offline_operations": [
+            {
+                "operationid": k,
+                "userid": "staff",
+                "branchcode": "MAIN",
+                "timestamp": when,
+                "action": "issue",
+                "barcode": "39000000001",
+                "cardnumber": f"2{P:013d}",
+            }
+            for k, when in ((101, OLD), (201, NEW))
+        ],
+        "patron_quota": [
+            {
+                "id": k,
+                "description": "ILL",
+                "patron_id": P,
+                "allocation": 5,
+                "start_date": _d(end - timedelta(days=365)),
+                "end_date": _d(end),
+            }
+            for k, end in ((101, OLD), (201, NEW))
+        ],
+    }
 
 
 def add_inventory_rows(c) -> None:
@@ -53,6 +198,7 @@ def add_inventory_rows(c) -> None:
                 "completed": _d(OLD),
                 "notesopac": "please",
                 "updated": OLD,
+                "batch_id": 101,
             },
             {
                 "illrequest_id": 201,
@@ -61,6 +207,7 @@ def add_inventory_rows(c) -> None:
                 "completed": _d(NEW),
                 "notesopac": "please",
                 "updated": NEW,
+                "batch_id": 201,
             },
             {
                 "illrequest_id": 202,
@@ -69,6 +216,7 @@ def add_inventory_rows(c) -> None:
                 "completed": None,
                 "placed": _d(OLD),
                 "updated": OLD,
+                "batch_id": 301,
             },
         ],
         "illcomments": [
@@ -340,6 +488,8 @@ def add_inventory_rows(c) -> None:
             {"id": 201, "guarantor_id": P, "guarantee_id": KEEPER, "relationship": "parent"},
         ],
     }
+    rows.update(_registration_extras())
+    rows.update(_own_clock_rows())
     for table, table_rows in rows.items():
         for row in table_rows:  # one by one: the rows set different columns
             c.execute(insert(T[table]), [row])
@@ -378,6 +528,31 @@ EXPECTED_KEYS_LEFT = {
     "pseudonymized_transactions": ("pseudonymized_transactions", "id", {201}),
     "deleted_patrons": ("deletedborrowers", "borrowernumber", {201}),
     "guarantor_links": ("borrower_relationships", "id", {201}),
+    "patron_alerts": ("alert", "alertid", {201, 301}),
+    "patron_attributes": ("borrower_attributes", "id", {201, 301}),
+    "messaging_preferences": (
+        "borrower_message_preferences",
+        "borrower_message_preference_id",
+        {201, 202, 301},
+    ),
+    "password_history": ("borrower_password_history", "id", {201}),
+    "patron_discharges": ("discharges", "discharge_id", {201}),
+    "housebound_profiles": ("housebound_profile", "borrowernumber", {P, 53}),
+    "housebound_roles": ("housebound_role", "borrowernumber_id", {P}),
+    "patron_list_entries": ("patron_list_patrons", "patron_list_patron_id", {201}),
+    "routing_list_entries": ("subscriptionroutinglist", "routingid", {201}),
+    "patron_consents": ("patron_consent", "id", {201}),
+    "patron_ratings": ("ratings", "borrowernumber", {P}),
+    "patron_reading_lists": ("virtualshelves", "shelfnumber", {201, 301}),
+    "list_shares": ("virtualshelfshares", "id", {201, 202}),
+    "club_hold_links": ("club_holds_to_patron_holds", "id", {201, 301}),
+    "hold_groups": ("hold_groups", "hold_group_id", {201, 301}),
+    "background_jobs": ("background_jobs", "id", {201, 202}),
+    "password_recovery": ("borrower_password_recovery", "borrowernumber", {KEEPER}),
+    "card_print_batches": ("creator_batches", "label_id", {201, 202}),
+    "curbside_pickups": ("curbside_pickups", "id", {201}),
+    "offline_circulation": ("pending_offline_operations", "operationid", {201}),
+    "patron_quotas": ("patron_quota", "id", {201}),
 }
 # Anonymized categories: (table, key, patron column) -> ids still linked to a patron.
 EXPECTED_STILL_LINKED = {
@@ -386,6 +561,9 @@ EXPECTED_STILL_LINKED = {
     "link_clicks": ("linktracker", "id", "borrowernumber", {201}),
     "checkout_renewals": ("checkout_renewals", "renewal_id", "renewer_id", {201, 301, 302}),
     "patron_tags": ("tags_all", "tag_id", "borrowernumber", {201, 301}),
+    "list_entries_added": ("virtualshelfcontents", "shelfnumber", "borrowernumber", {301}),
+    "patron_reviews": ("reviews", "reviewid", "borrowernumber", {201}),
+    "ill_batches": ("illbatches", "ill_batch_id", "patron_id", {201, 301}),
 }
 
 NEW_CATEGORIES = set(EXPECTED_KEYS_LEFT) | set(EXPECTED_STILL_LINKED)

@@ -19,21 +19,27 @@ and ``INVENTORY`` (end of this module) are what the personal-data inventory
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Date,
+    DateTime,
     Engine,
     and_,
     exists,
+    func,
+    literal,
+    not_,
     or_,
     select,
     true,
 )
 
 from patron_privacy import connections
-from patron_privacy.engine import Anonymize, Category, Context
+from patron_privacy.engine import VALID_DATE_FLOOR, Anonymize, Category, Context
 from patron_privacy.facts import loan_fact
 from patron_privacy.inventory import KeylessLink, SourceInventory
 from patron_privacy.sources.base import Connector, SourceConfigError
@@ -566,6 +572,267 @@ _INVENTORY_CATEGORIES: tuple[Category, ...] = (
 )
 
 
+# --- the rest of Koha's patron-linked tables (issue 3, continued) ----------------------------
+#
+# Koha deletes most of these rows when it deletes a patron (foreign keys ON DELETE CASCADE or
+# SET NULL), but this pipeline anonymizes expired patrons instead of deleting them, so
+# nothing would ever remove them: a registration blanked three years after expiry would keep
+# its extended attributes, housebound notes, lists and consents. Each is a category of its
+# own, acting once the patron is anonymized (or gone), so verification counts what is left
+# of each table.
+
+
+@dataclass(frozen=True)
+class _Dependent:
+    """A table whose rows belong to one patron's registration and live as long as it does.
+
+    ``unlink``: set the patron column to NULL instead of deleting the row (the row is the
+    library's, e.g. a review on a title or an entry on someone else's list).
+    """
+
+    name: str
+    table: str
+    patron: str
+    key: str
+    description: str
+    unlink: bool = False
+
+
+PATRON_DEPENDENTS: tuple[_Dependent, ...] = (
+    _Dependent("patron_alerts", "alert", "borrowernumber", "alertid", "Serial issue alerts"),
+    _Dependent(
+        "patron_attributes", "borrower_attributes", "borrowernumber", "id", "Extended attributes"
+    ),
+    _Dependent(
+        "messaging_preferences",
+        "borrower_message_preferences",
+        "borrowernumber",
+        "borrower_message_preference_id",
+        "Notice and messaging preferences",
+    ),
+    _Dependent(
+        "password_history", "borrower_password_history", "borrowernumber", "id", "Old passwords"
+    ),
+    _Dependent("patron_discharges", "discharges", "borrower", "discharge_id", "Discharges"),
+    _Dependent(
+        "housebound_profiles",
+        "housebound_profile",
+        "borrowernumber",
+        "borrowernumber",
+        "Home-delivery profiles",
+    ),
+    _Dependent(
+        "housebound_roles",
+        "housebound_role",
+        "borrowernumber_id",
+        "borrowernumber_id",
+        "Home-delivery volunteer roles",
+    ),
+    _Dependent(
+        "patron_list_entries",
+        "patron_list_patrons",
+        "borrowernumber",
+        "patron_list_patron_id",
+        "Places on staff patron lists",
+    ),
+    _Dependent(
+        "routing_list_entries",
+        "subscriptionroutinglist",
+        "borrowernumber",
+        "routingid",
+        "Places on serial routing lists",
+    ),
+    _Dependent("patron_consents", "patron_consent", "borrowernumber", "id", "Consents"),
+    _Dependent("patron_ratings", "ratings", "borrowernumber", "borrowernumber", "Star ratings"),
+    _Dependent(
+        "patron_reading_lists", "virtualshelves", "owner", "shelfnumber", "Lists a patron owns"
+    ),
+    _Dependent("list_shares", "virtualshelfshares", "borrowernumber", "id", "Lists shared with"),
+    _Dependent(
+        "list_entries_added",
+        "virtualshelfcontents",
+        "borrowernumber",
+        "shelfnumber",
+        "Who added an entry to a list",
+        unlink=True,
+    ),
+    _Dependent(
+        "patron_reviews", "reviews", "borrowernumber", "reviewid", "Who wrote a review", unlink=True
+    ),
+)
+
+
+def _registration_gone(col):
+    """The patron ``col`` names has been anonymized, or is no longer in ``borrowers``."""
+    return lambda ctx: and_(
+        col.isnot(None),
+        not_(exists().where(borrowers.c.borrowernumber == col, borrowers.c.anonymized == 0)),
+    )
+
+
+def _expiry_or_floor(col):
+    """The owner's card expiry; a row whose owner is gone counts as expired since ever."""
+    return func.coalesce(_patron_expiry(col), literal(VALID_DATE_FLOOR.date(), Date), type_=Date)
+
+
+def _dependent_category(d: _Dependent) -> Category:
+    table = T[d.table]
+    col = table.c[d.patron]
+    return Category(
+        name=d.name,
+        source=SOURCE,
+        table=table,
+        key=table.c[d.key],
+        clock=_expiry_or_floor(col),
+        patron=col,
+        description=f"{d.description} of anonymized or deleted patrons",
+        scope=_registration_gone(col),
+        null_clock_is_error=False,
+        anonymize=_unlink(table, d.patron) if d.unlink else None,
+        deletable=not d.unlink,
+    )
+
+
+club_holds = T["club_holds"]
+club_hold_links = T["club_holds_to_patron_holds"]
+hold_groups = T["hold_groups"]
+illbatches = T["illbatches"]
+background_jobs = T["background_jobs"]
+password_recovery = T["borrower_password_recovery"]
+creator_batches = T["creator_batches"]
+curbside_pickups = T["curbside_pickups"]
+offline_operations = T["pending_offline_operations"]
+patron_quota = T["patron_quota"]
+
+# Statuses of a background job that will not run again.
+ENDED_JOB_STATUSES = ("finished", "cancelled", "failed")
+
+_OWN_CLOCK_CATEGORIES: tuple[Category, ...] = (
+    Category(
+        name="club_hold_links",
+        source=SOURCE,
+        table=club_hold_links,
+        key=club_hold_links.c.id,
+        clock=select(club_holds.c.date_created)
+        .where(club_holds.c.id == club_hold_links.c.club_hold_id)
+        .scalar_subquery(),
+        patron=club_hold_links.c.patron_id,
+        description="Patrons a club hold placed holds for, once their hold is closed",
+        scope=lambda ctx: and_(
+            club_hold_links.c.patron_id.isnot(None),
+            not_(exists().where(reserves.c.reserve_id == club_hold_links.c.hold_id)),
+        ),
+        null_clock_is_error=False,
+        strippable=("error_message",),
+    ),
+    Category(
+        name="hold_groups",
+        source=SOURCE,
+        table=hold_groups,
+        key=hold_groups.c.hold_group_id,
+        # When the group's last hold closed (Koha moves closed holds to old_reserves); a
+        # group with no hold at all is empty and counts as closed since ever.
+        clock=func.coalesce(
+            select(func.max(old_reserves.c.timestamp))
+            .where(old_reserves.c.hold_group_id == hold_groups.c.hold_group_id)
+            .scalar_subquery(),
+            literal(VALID_DATE_FLOOR, DateTime),
+            type_=DateTime,
+        ),
+        patron=hold_groups.c.borrowernumber,
+        description="Groups of holds placed together, once none of them is open",
+        scope=lambda ctx: and_(
+            hold_groups.c.borrowernumber.isnot(None),
+            not_(exists().where(reserves.c.hold_group_id == hold_groups.c.hold_group_id)),
+        ),
+    ),
+    Category(
+        name="ill_batches",
+        source=SOURCE,
+        table=illbatches,
+        key=illbatches.c.ill_batch_id,
+        # When the batch's last request was completed; a batch with no request yet is in
+        # use (NULL clock: never past its window).
+        clock=select(func.max(illrequests.c.completed))
+        .where(illrequests.c.batch_id == illbatches.c.ill_batch_id)
+        .scalar_subquery(),
+        patron=illbatches.c.patron_id,
+        description="Interlibrary loan batches whose requests are all completed",
+        scope=lambda ctx: not_(
+            exists().where(
+                illrequests.c.batch_id == illbatches.c.ill_batch_id,
+                illrequests.c.completed.is_(None),
+            )
+        ),
+        null_clock_is_error=False,
+        anonymize=_unlink(illbatches, "patron_id"),
+        deletable=False,
+    ),
+    Category(
+        name="background_jobs",
+        source=SOURCE,
+        table=background_jobs,
+        key=background_jobs.c.id,
+        clock=background_jobs.c.ended_on,
+        patron=background_jobs.c.borrowernumber,
+        description="Ended background jobs (their data and context can name patrons)",
+        scope=lambda ctx: background_jobs.c.status.in_(ENDED_JOB_STATUSES),
+        null_clock_is_error=False,
+        strippable=("data", "context"),
+    ),
+    Category(
+        name="password_recovery",
+        source=SOURCE,
+        table=password_recovery,
+        key=password_recovery.c.borrowernumber,
+        clock=password_recovery.c.valid_until,
+        patron=password_recovery.c.borrowernumber,
+        description="Password reset requests, by when their link expires",
+    ),
+    Category(
+        name="card_print_batches",
+        source=SOURCE,
+        table=creator_batches,
+        key=creator_batches.c.label_id,
+        clock=creator_batches.c.timestamp,
+        patron=creator_batches.c.borrower_number,
+        description="Patrons queued in patron card printing batches",
+        scope=lambda ctx: creator_batches.c.borrower_number.isnot(None),
+    ),
+    Category(
+        name="curbside_pickups",
+        source=SOURCE,
+        table=curbside_pickups,
+        key=curbside_pickups.c.id,
+        clock=curbside_pickups.c.scheduled_pickup_datetime,
+        patron=curbside_pickups.c.borrowernumber,
+        description="Curbside pickup appointments",
+        strippable=("notes",),
+    ),
+    Category(
+        name="offline_circulation",
+        source=SOURCE,
+        table=offline_operations,
+        key=offline_operations.c.operationid,
+        clock=offline_operations.c.timestamp,
+        # The card number names the patron; a legal hold on that patron keeps the row.
+        patron=select(borrowers.c.borrowernumber)
+        .where(borrowers.c.cardnumber == offline_operations.c.cardnumber)
+        .scalar_subquery(),
+        description="Offline circulation uploads never processed",
+    ),
+    Category(
+        name="patron_quotas",
+        source=SOURCE,
+        table=patron_quota,
+        key=patron_quota.c.id,
+        clock=patron_quota.c.end_date,
+        patron=patron_quota.c.patron_id,
+        description="Patron quotas whose period has ended (their usage goes with them)",
+    ),
+)
+
+
 CATEGORIES: dict[str, Category] = {
     c.name: c
     for c in (
@@ -712,6 +979,8 @@ CATEGORIES: dict[str, Category] = {
             ),
         ),
         *_INVENTORY_CATEGORIES,
+        *(_dependent_category(d) for d in PATRON_DEPENDENTS),
+        *_OWN_CLOCK_CATEGORIES,
     )
 }
 

@@ -10,10 +10,12 @@ Deliberate differences from Koha, each because this subset must stand alone and 
 create on SQLite:
 
 * Foreign keys to Koha tables that are not modelled here (``biblioitems``, ``desks``,
-  ``item_groups``, ``hold_groups``, ``letter``, ``sms_providers``,
-  ``message_transport_types``, ``account_*_types``, ``cash_registers``, ``clubs``,
-  ``housebound_profile``, ``illbatches``, ``authorised_values``, ``restriction_types``,
-  ``aqbudgets``) are left out; the columns are kept.
+  ``item_groups``, ``letter``, ``sms_providers``, ``message_transport_types``,
+  ``account_*_types``, ``cash_registers``, ``clubs``, ``patron_lists``, ``subscription``,
+  ``authorised_values``, ``restriction_types``, ``borrower_attribute_types``,
+  ``aqbudgets``) are left out, and so are the keys from older tables to ``hold_groups``,
+  ``housebound_profile`` and ``illbatches`` (modelled with the rest of the inventory's
+  tables); the columns are kept.
 * ``borrower_modifications``' primary key is Koha's ``(verification_token(191),
   borrowernumber)`` without the prefix length (the whole 255-character column fits an
   InnoDB key, and SQLite has no prefix keys).
@@ -61,22 +63,38 @@ from sqlalchemy.dialects import mysql
 __all__ = [
     "accountlines",
     "action_logs",
+    "alert",
     "article_requests",
+    "background_jobs",
     "biblio",
     "bookings",
+    "borrower_attributes",
     "borrower_debarments",
     "borrower_files",
+    "borrower_message_preferences",
     "borrower_modifications",
+    "borrower_password_history",
+    "borrower_password_recovery",
     "borrower_relationships",
     "borrowers",
     "branches",
     "categories",
     "checkout_renewals",
     "club_enrollments",
+    "club_holds",
+    "club_holds_to_patron_holds",
     "create_schema",
+    "creator_batches",
+    "curbside_pickups",
     "deletedborrowers",
+    "discharges",
     "drop_schema",
+    "hold_fill_targets",
+    "hold_groups",
+    "housebound_profile",
+    "housebound_role",
     "housebound_visit",
+    "illbatches",
     "illcomments",
     "illrequests",
     "issues",
@@ -90,7 +108,11 @@ __all__ = [
     "old_issues",
     "old_reserves",
     "patron_consent",
+    "patron_list_patrons",
+    "patron_quota",
+    "patron_quota_usage",
     "patronimage",
+    "pending_offline_operations",
     "PERSONAL_COLUMNS",
     "problem_reports",
     "pseudonymized_transactions",
@@ -101,10 +123,16 @@ __all__ = [
     "reviews",
     "search_history",
     "statistics",
+    "subscriptionroutinglist",
     "suggestions",
     "systempreferences",
     "tags_all",
     "tickets",
+    "tmp_holdsqueue",
+    "uploaded_files",
+    "virtualshelfcontents",
+    "virtualshelfshares",
+    "virtualshelves",
 ]
 
 metadata = MetaData()
@@ -1836,6 +1864,435 @@ pseudonymized_transactions = _table(
     _ix("pseudonymized_transactions", "pseudonymized_transactions_items_ibfk_4", "itemnumber"),
     _ix("pseudonymized_transactions", "pseudonymized_transactions_ibfk_5", "transaction_type"),
     _ix("pseudonymized_transactions", "pseudonymized_transactions_ibfk_6", "datetime"),
+)
+
+# --- the rest of Koha's patron-linked tables (issue 3) ------------------------------------------
+#
+# Registration extras that live as long as the patron (alerts, extended attributes, messaging
+# preferences, password history, discharges, housebound profile and role, staff patron lists,
+# serial routing, lists and their shares), transactional records with their own clocks
+# (background jobs, password recovery, card printing batches, curbside pickups, offline
+# circulation, quotas, club holds, hold groups, ILL batches), and the holds queue Koha rebuilds.
+
+alert = _table(
+    "alert",
+    Column("alertid", Integer, primary_key=True, autoincrement=True),
+    Column("borrowernumber", Integer, nullable=False, server_default=_zero()),
+    Column("type", String(10), nullable=False, server_default=""),
+    Column("externalid", String(20), nullable=False, server_default=""),
+    _ix("alert", "borrowernumber", "borrowernumber"),
+    _ix("alert", "type", "type", "externalid"),
+    _borrower_fk("alert_ibfk_1", "borrowernumber"),
+)
+
+background_jobs = _table(
+    "background_jobs",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("status", String(32)),
+    Column("progress", _uint()),
+    Column("size", _uint()),
+    Column("borrowernumber", Integer),
+    Column("type", String(64)),
+    Column("queue", String(191), nullable=False, server_default="default"),
+    Column("data", _longtext()),
+    Column("context", _longtext()),
+    Column("enqueued_on", DateTime),
+    Column("started_on", DateTime),
+    Column("ended_on", DateTime),
+    _ix("background_jobs", "borrowernumber", "borrowernumber"),
+    _ix("background_jobs", "queue", "queue"),
+    _ix("background_jobs", "status", "status"),
+)
+
+borrower_attributes = _table(
+    "borrower_attributes",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("borrowernumber", Integer, nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("attribute", String(255)),
+    _ix("borrower_attributes", "borrowernumber", "borrowernumber"),
+    _ix("borrower_attributes", "code_attribute", "code", "attribute"),
+    _borrower_fk("borrower_attributes_ibfk_1", "borrowernumber"),
+)
+
+borrower_message_preferences = _table(
+    "borrower_message_preferences",
+    Column("borrower_message_preference_id", Integer, primary_key=True, autoincrement=True),
+    Column("borrowernumber", Integer),
+    Column("categorycode", String(10)),
+    Column("message_attribute_id", Integer, server_default=_zero()),
+    Column("days_in_advance", Integer),
+    Column("wants_digest", _tinyint(1), nullable=False, server_default=_zero()),
+    _ix("borrower_message_preferences", "borrowernumber", "borrowernumber"),
+    _ix("borrower_message_preferences", "categorycode", "categorycode"),
+    _borrower_fk("borrower_message_preferences_ibfk_1", "borrowernumber"),
+    _fk(
+        "borrower_message_preferences_ibfk_3",
+        "categorycode",
+        "categories.categorycode",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+)
+
+borrower_password_history = _table(
+    "borrower_password_history",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("borrowernumber", Integer, nullable=False),
+    Column("password", String(128), nullable=False),
+    Column("created_on", _timestamp(), nullable=False, server_default=_now()),
+    _ix("borrower_password_history", "borrower_password_history_ibfk_1", "borrowernumber"),
+    _borrower_fk("borrower_password_history_ibfk_1", "borrowernumber"),
+)
+
+# No foreign key in Koha: ``borrowernumber`` is a keyless reference.
+borrower_password_recovery = _table(
+    "borrower_password_recovery",
+    Column("borrowernumber", Integer, primary_key=True, autoincrement=False),
+    Column("uuid", String(128), nullable=False),
+    Column("valid_until", _timestamp(), nullable=False, server_default=_now()),
+)
+
+club_holds = _table(
+    "club_holds",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("club_id", Integer, nullable=False),
+    Column("biblio_id", Integer, nullable=False),
+    Column("item_id", Integer),
+    Column("date_created", _timestamp(), nullable=False, server_default=_now()),
+    _ix("club_holds", "clubs_holds_ibfk_1", "club_id"),
+    _ix("club_holds", "clubs_holds_ibfk_2", "biblio_id"),
+    _ix("club_holds", "clubs_holds_ibfk_3", "item_id"),
+    _fk(
+        "clubs_holds_ibfk_2",
+        "biblio_id",
+        "biblio.biblionumber",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    _fk(
+        "clubs_holds_ibfk_3", "item_id", "items.itemnumber", ondelete="CASCADE", onupdate="CASCADE"
+    ),
+)
+
+club_holds_to_patron_holds = _table(
+    "club_holds_to_patron_holds",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("club_hold_id", Integer, nullable=False),
+    Column("patron_id", Integer),
+    Column("hold_id", Integer),
+    Column("error_code", String(40)),
+    Column("error_message", String(100)),
+    _ix("club_holds_to_patron_holds", "clubs_holds_paton_holds_ibfk_1", "club_hold_id"),
+    _ix("club_holds_to_patron_holds", "clubs_holds_paton_holds_ibfk_2", "patron_id"),
+    _ix("club_holds_to_patron_holds", "clubs_holds_paton_holds_ibfk_3", "hold_id"),
+    _fk(
+        "clubs_holds_paton_holds_ibfk_1",
+        "club_hold_id",
+        "club_holds.id",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    _borrower_fk("clubs_holds_paton_holds_ibfk_2", "patron_id"),
+    _fk(
+        "clubs_holds_paton_holds_ibfk_3",
+        "hold_id",
+        "reserves.reserve_id",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+)
+
+creator_batches = _table(
+    "creator_batches",
+    Column("label_id", Integer, primary_key=True, autoincrement=True),
+    Column("batch_id", Integer, nullable=False, server_default=_one()),
+    Column("description", _mediumtext()),
+    Column("item_number", Integer),
+    Column("borrower_number", Integer),
+    Column("timestamp", _timestamp(), nullable=False, server_default=_now()),
+    Column("branch_code", String(10), nullable=False, server_default="NB"),
+    Column("creator", String(15), nullable=False, server_default="Labels"),
+    _ix("creator_batches", "branch_fk_constraint", "branch_code"),
+    _ix("creator_batches", "item_fk_constraint", "item_number"),
+    _ix("creator_batches", "borrower_fk_constraint", "borrower_number"),
+    _borrower_fk("creator_batches_ibfk_1", "borrower_number"),
+    _fk(
+        "creator_batches_ibfk_3",
+        "item_number",
+        "items.itemnumber",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+)
+
+curbside_pickups = _table(
+    "curbside_pickups",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("borrowernumber", Integer, nullable=False),
+    Column("branchcode", String(10), nullable=False),
+    Column("scheduled_pickup_datetime", DateTime, nullable=False),
+    Column("staged_datetime", DateTime),
+    Column("staged_by", Integer),
+    Column("arrival_datetime", DateTime),
+    Column("delivered_datetime", DateTime),
+    Column("delivered_by", Integer),
+    Column("notes", Text),
+    _ix("curbside_pickups", "branchcode", "branchcode"),
+    _ix("curbside_pickups", "borrowernumber", "borrowernumber"),
+    _ix("curbside_pickups", "staged_by", "staged_by"),
+    _fk(
+        "curbside_pickups_ibfk_1",
+        "branchcode",
+        "branches.branchcode",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    _borrower_fk("curbside_pickups_ibfk_2", "borrowernumber"),
+    _borrower_fk("curbside_pickups_ibfk_3", "staged_by", ondelete="SET NULL"),
+)
+
+discharges = _table(
+    "discharges",
+    Column("discharge_id", Integer, primary_key=True, autoincrement=True),
+    Column("borrower", Integer),
+    Column("needed", _timestamp()),
+    Column("validated", _timestamp()),
+    _ix("discharges", "borrower_discharges_ibfk1", "borrower"),
+    _borrower_fk("borrower_discharges_ibfk1", "borrower"),
+)
+
+# Koha's holds queue: rebuilt from the open holds by build_holds_queue.pl (or in real time).
+hold_fill_targets = _table(
+    "hold_fill_targets",
+    Column("borrowernumber", Integer, nullable=False),
+    Column("biblionumber", Integer, nullable=False),
+    Column("itemnumber", Integer, primary_key=True, autoincrement=False),
+    Column("source_branchcode", String(10)),
+    Column("item_level_request", _tinyint(4), nullable=False, server_default=_zero()),
+    Column("reserve_id", Integer),
+    _ix("hold_fill_targets", "bib_branch", "biblionumber", "source_branchcode"),
+    _ix("hold_fill_targets", "hold_fill_targets_ibfk_1", "borrowernumber"),
+    _borrower_fk("hold_fill_targets_ibfk_1", "borrowernumber"),
+)
+
+tmp_holdsqueue = _table(
+    "tmp_holdsqueue",
+    Column("biblionumber", Integer),
+    Column("itemnumber", Integer, primary_key=True, autoincrement=False),
+    Column("barcode", String(20)),
+    Column("surname", _mediumtext(), nullable=False),
+    Column("firstname", Text),
+    Column("phone", Text),
+    Column("borrowernumber", Integer, nullable=False),
+    Column("cardnumber", String(32)),
+    Column("reservedate", Date),
+    Column("title", _longtext()),
+    Column("itemcallnumber", String(255)),
+    Column("holdingbranch", String(10)),
+    Column("pickbranch", String(10)),
+    Column("notes", Text),
+    Column("item_level_request", _tinyint(4), nullable=False, server_default=_zero()),
+    Column("timestamp", _timestamp(), nullable=False, server_default=_now()),
+    _ix("tmp_holdsqueue", "tmp_holdsqueue_ibfk_3", "borrowernumber"),
+    _borrower_fk("tmp_holdsqueue_ibfk_3", "borrowernumber"),
+)
+
+hold_groups = _table(
+    "hold_groups",
+    Column("hold_group_id", _uint(), primary_key=True, autoincrement=True),
+    Column("borrowernumber", Integer),
+    _ix("hold_groups", "hold_groups_ibfk_1", "borrowernumber"),
+    _borrower_fk("hold_groups_ibfk_1", "borrowernumber", ondelete="SET NULL"),
+)
+
+housebound_profile = _table(
+    "housebound_profile",
+    Column("borrowernumber", Integer, primary_key=True, autoincrement=False),
+    Column("day", Text, nullable=False),
+    Column("frequency", Text, nullable=False),
+    Column("fav_itemtypes", Text),
+    Column("fav_subjects", Text),
+    Column("fav_authors", Text),
+    Column("referral", Text),
+    Column("notes", Text),
+    _borrower_fk("housebound_profile_bnfk", "borrowernumber"),
+)
+
+housebound_role = _table(
+    "housebound_role",
+    Column("borrowernumber_id", Integer, primary_key=True, autoincrement=False),
+    Column("housebound_chooser", _tinyint(1), nullable=False, server_default=_zero()),
+    Column("housebound_deliverer", _tinyint(1), nullable=False, server_default=_zero()),
+    _borrower_fk("houseboundrole_bnfk", "borrowernumber_id"),
+)
+
+illbatches = _table(
+    "illbatches",
+    Column("ill_batch_id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("backend", String(20), nullable=False),
+    Column("patron_id", Integer),
+    Column("library_id", String(50)),
+    Column("status_code", String(20)),
+    UniqueConstraint("name", name="u_illbatches__name"),
+    _ix("illbatches", "illbatches_bnfk", "patron_id"),
+    _ix("illbatches", "illbatches_bcfk", "library_id"),
+    _borrower_fk("illbatches_bnfk", "patron_id", ondelete="SET NULL"),
+    _fk(
+        "illbatches_bcfk",
+        "library_id",
+        "branches.branchcode",
+        ondelete="SET NULL",
+        onupdate="CASCADE",
+    ),
+)
+
+patron_list_patrons = _table(
+    "patron_list_patrons",
+    Column("patron_list_patron_id", Integer, primary_key=True, autoincrement=True),
+    Column("patron_list_id", Integer, nullable=False),
+    Column("borrowernumber", Integer, nullable=False),
+    _ix("patron_list_patrons", "patron_list_id", "patron_list_id"),
+    _ix("patron_list_patrons", "borrowernumber", "borrowernumber"),
+    _borrower_fk("patron_list_patrons_ibfk_2", "borrowernumber"),
+)
+
+patron_quota = _table(
+    "patron_quota",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("description", _longtext(), nullable=False),
+    Column("patron_id", Integer, nullable=False),
+    Column("allocation", Integer, nullable=False, server_default=_zero()),
+    Column("used", Integer, nullable=False, server_default=_zero()),
+    Column("start_date", Date, nullable=False),
+    Column("end_date", Date, nullable=False),
+    _ix("patron_quota", "patron_quota_ibfk_1", "patron_id"),
+    _borrower_fk("patron_quota_ibfk_1", "patron_id"),
+)
+
+patron_quota_usage = _table(
+    "patron_quota_usage",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("patron_quota_id", Integer, nullable=False),
+    Column("issue_id", Integer),
+    Column("patron_id", Integer, nullable=False),
+    Column("type", Enum("ISSUE", "RENEW", name="patron_quota_usage_type"), nullable=False),
+    Column("creation_date", _timestamp(), nullable=False, server_default=_now()),
+    _ix("patron_quota_usage", "patron_quota_usage_ibfk_1", "patron_quota_id"),
+    _ix("patron_quota_usage", "patron_quota_usage_ibfk_2", "patron_id"),
+    _fk(
+        "patron_quota_usage_ibfk_1",
+        "patron_quota_id",
+        "patron_quota.id",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    _borrower_fk("patron_quota_usage_ibfk_2", "patron_id"),
+)
+
+# No foreign key in Koha: a card number and a staff login, as the offline client sent them.
+pending_offline_operations = _table(
+    "pending_offline_operations",
+    Column("operationid", Integer, primary_key=True, autoincrement=True),
+    Column("userid", String(30), nullable=False),
+    Column("branchcode", String(10), nullable=False),
+    Column("timestamp", _timestamp(), nullable=False, server_default=_now()),
+    Column("action", String(10), nullable=False),
+    Column("barcode", String(20)),
+    Column("cardnumber", String(32)),
+    Column("amount", Numeric(28, 6)),
+)
+
+subscriptionroutinglist = _table(
+    "subscriptionroutinglist",
+    Column("routingid", Integer, primary_key=True, autoincrement=True),
+    Column("borrowernumber", Integer, nullable=False),
+    Column("ranking", Integer),
+    Column("subscriptionid", Integer, nullable=False),
+    UniqueConstraint("subscriptionid", "borrowernumber", name="subscriptionid"),
+    _ix("subscriptionroutinglist", "subscriptionroutinglist_ibfk_1", "borrowernumber"),
+    _borrower_fk("subscriptionroutinglist_ibfk_1", "borrowernumber"),
+)
+
+# No foreign key in Koha: ``owner`` is the staff member who uploaded the file.
+uploaded_files = _table(
+    "uploaded_files",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("hashvalue", String(40), nullable=False),
+    Column("filename", Text, nullable=False),
+    Column("dir", Text, nullable=False),
+    Column("filesize", Integer),
+    Column("dtcreated", _timestamp(), nullable=False, server_default=_now()),
+    Column("uploadcategorycode", _tinytext()),
+    Column("owner", Integer),
+    Column("public", _tinyint(4)),
+    Column("permanent", _tinyint(4)),
+)
+
+virtualshelves = _table(
+    "virtualshelves",
+    Column("shelfnumber", Integer, primary_key=True, autoincrement=True),
+    Column("shelfname", String(255)),
+    Column("owner", Integer),
+    Column("public", _tinyint(1), nullable=False, server_default=_zero()),
+    Column("sortfield", String(16), server_default="title"),
+    _touched("lastmodified"),
+    Column("created_on", DateTime, nullable=False),
+    Column("allow_change_from_owner", _tinyint(1), server_default=_one()),
+    Column("allow_change_from_others", _tinyint(1), server_default=_zero()),
+    Column("allow_change_from_staff", _tinyint(1), server_default=_zero()),
+    Column("allow_change_from_permitted_staff", _tinyint(1), server_default=_zero()),
+    _ix("virtualshelves", "virtualshelves_ibfk_1", "owner"),
+    _borrower_fk("virtualshelves_ibfk_1", "owner", ondelete="SET NULL"),
+    on_update=("lastmodified",),
+)
+
+virtualshelfshares = _table(
+    "virtualshelfshares",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("shelfnumber", Integer, nullable=False),
+    Column("borrowernumber", Integer),
+    Column("invitekey", String(10)),
+    Column("sharedate", DateTime),
+    _ix("virtualshelfshares", "virtualshelfshares_ibfk1", "shelfnumber"),
+    _ix("virtualshelfshares", "virtualshelfshares_ibfk2", "borrowernumber"),
+    _fk(
+        "virtualshelfshares_ibfk1",
+        "shelfnumber",
+        "virtualshelves.shelfnumber",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    _borrower_fk("virtualshelfshares_ibfk2", "borrowernumber", ondelete="SET NULL"),
+)
+
+# Koha declares no primary key here; ``shelfnumber`` is the engine's batching key.
+virtualshelfcontents = _table(
+    "virtualshelfcontents",
+    Column("shelfnumber", Integer, nullable=False, server_default=_zero()),
+    Column("biblionumber", Integer, nullable=False, server_default=_zero()),
+    Column("flags", Integer),
+    Column("dateadded", _timestamp(), server_default=_now()),
+    Column("borrowernumber", Integer),
+    _ix("virtualshelfcontents", "shelfnumber", "shelfnumber"),
+    _ix("virtualshelfcontents", "biblionumber", "biblionumber"),
+    _ix("virtualshelfcontents", "shelfcontents_ibfk_3", "borrowernumber"),
+    _fk(
+        "virtualshelfcontents_ibfk_1",
+        "shelfnumber",
+        "virtualshelves.shelfnumber",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    _fk(
+        "shelfcontents_ibfk_2",
+        "biblionumber",
+        "biblio.biblionumber",
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    ),
+    _borrower_fk("shelfcontents_ibfk_3", "borrowernumber", ondelete="SET NULL"),
 )
 
 # Columns of ``borrowers`` (and ``deletedborrowers``) that identify or describe a person, or
