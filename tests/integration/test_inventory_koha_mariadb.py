@@ -117,6 +117,36 @@ def test_discovery_finds_every_reference_in_kohas_schema(mariadb_url):
     assert places["borrowers"].links[0].kind == "patron key"
 
 
+def test_shipped_policy_classifies_every_place_of_kohas_schema(mariadb_url, monkeypatch, capsys):
+    """Every table of Koha's real schema that links to a patron is covered by a rule or kept
+    on purpose with a reason: 100% classified, through the CLI as a person runs it."""
+    from patron_privacy.cli import main
+    from patron_privacy.inventory import COVERED, KEPT, build_report
+    from patron_privacy.policy import load_policy
+
+    engine = create_engine(mariadb_url)
+    try:
+        _build_from_facts(engine)
+        report = build_report("koha", None, bind=engine)
+    finally:
+        engine.dispose()
+    fixture_tables = set(FIXTURE["foreign_keys"]) | set(FIXTURE["keyless"]) | {"borrowers"}
+    status = {c.place.table: c for c in report.places}
+    assert set(status) == fixture_tables
+    assert report.uncovered == [] and report.coverage_pct == 100.0
+    reasons = {k.table: k.reason for k in load_policy().kept_on_purpose if k.source == "koha"}
+    for table, c in status.items():
+        assert c.status in (COVERED, KEPT), table
+        if c.status == KEPT:
+            assert c.by == [reasons[table]] and len(reasons[table]) > 40, table
+    # The same figure from the command line, against the same database.
+    host_url = mariadb_url.replace("mysql+pymysql://", "mysql://").split("?")[0]
+    monkeypatch.setenv("AIRFLOW_CONN_KOHA_DB", host_url)
+    assert main(["inventory", "--source", "koha", "--fail-on-uncovered"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(fixture_tables)} of {len(fixture_tables)} places classified (100.0%)" in out
+
+
 # --- Koha's own kohastructure.sql, when a copy is at hand -------------------------------------
 
 
