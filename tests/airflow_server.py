@@ -222,7 +222,7 @@ class AirflowServer:
         return r.json()["state"]
 
     def wait_for_task_state(
-        self, dag_id: str, run_id: str, task_id: str, state: str, timeout: float = 90
+        self, dag_id: str, run_id: str, task_id: str, state: str, timeout: float = 240
     ) -> None:
         def check():
             states = self.task_states(dag_id, run_id)
@@ -232,7 +232,7 @@ class AirflowServer:
 
         self.wait_for(check, timeout, f"{dag_id}.{task_id} to be {state}")
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 90) -> str:
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 240) -> str:
         try:
             return self.wait_for(
                 lambda: (s := self.run_state(dag_id, run_id)) in ("success", "failed") and s,

@@ -129,6 +129,18 @@ def _from_airflow(conn_id: str) -> Conn | None:
     )
 
 
+def is_defined(conn_id: str) -> bool:
+    """Whether the library has this system: its connection is set, or its embedded file exists.
+
+    An embedded SQLite default counts only when its file is there, so a library without
+    that system is not mistaken for one whose system cannot be read.
+    """
+    if os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}") or _from_airflow(conn_id):
+        return True
+    found = _embedded_default(conn_id)
+    return found is not None and (found.conn_type != "sqlite" or Path(found.host).exists())
+
+
 def get_conn(conn_id: str) -> Conn:
     env = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
     if env:

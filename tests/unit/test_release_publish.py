@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from koha_builders import add_patron, make_koha
 from leak_scan import digit_forms, files_scanned, scan_text, scan_tree
+from libki_builders import add_user, make_libki
 from patron_privacy import cli, connections
 from patron_privacy.facts import write_circulation_facts
 from patron_privacy.release import pii_gate
@@ -362,6 +363,49 @@ def test_a_canary_in_a_column_no_table_publishes_goes_nowhere(library, out):
 def test_the_gate_fails_closed_when_koha_cannot_be_read(library, tmp_path, monkeypatch, out):
     monkeypatch.setenv("AIRFLOW_CONN_KOHA_DB", "mysql://root@127.0.0.1:1/koha")
     with pytest.raises(pii_gate.PiiGateUnavailable, match="failing closed"):
+        publish("month", "2026-10", as_of=AS_OF, base_dir=out)
+    assert not (out / "2026-10").exists()
+
+
+def test_names_from_the_public_computers_block_a_release_too(library, out, caplog):
+    # A name only Libki knows (the sign-up system keeps walk-in users the ILS never saw).
+    libki = connections.engine_for(connections.LIBKI_DB)
+    make_libki(libki)
+    with libki.begin() as c:
+        add_user(c, 500, firstname="Ottoline", lastname="Brackenridgeworth")
+    libki.dispose()
+    name = "Ottoline Brackenridgeworth"
+    add_facts([fact(70_000 + i, date(2026, 10, 3), patron_category=name) for i in range(12)])
+    with pytest.raises(pii_gate.PiiFound) as exc:
+        publish("month", "2026-10", as_of=AS_OF, base_dir=out)
+    assert exc.value.counts.get("PATRON_NAME")
+    assert not (out / "2026-10").exists()
+    assert all(name.lower() not in r.getMessage().lower() for r in caplog.records)
+
+
+def test_the_manifest_names_the_systems_the_names_came_from(library, out):
+    libki = connections.engine_for(connections.LIBKI_DB)
+    make_libki(libki)
+    libki.dispose()
+    publish("month", "2026-10", as_of=AS_OF, base_dir=out)
+    manifest = json.loads((out / "2026-10" / "manifest.json").read_text())
+    assert manifest["pii_gate"]["patron_names_from"] == ["koha_db", "libki_db"]
+
+
+def test_a_defined_system_that_cannot_be_read_closes_the_gate(library, monkeypatch, out):
+    monkeypatch.setenv("AIRFLOW_CONN_EVERGREEN_DB", "postgresql://nobody@127.0.0.1:1/evergreen")
+    with pytest.raises(pii_gate.PiiGateUnavailable, match="evergreen_db.*failing closed"):
+        publish("month", "2026-10", as_of=AS_OF, base_dir=out)
+    assert not (out / "2026-10").exists()
+
+
+def test_without_an_ils_to_read_names_from_nothing_is_published(home, out):
+    wh = connections.engine_for(connections.WAREHOUSE_DB)
+    create_warehouse(wh)
+    with wh.begin() as c:
+        write_circulation_facts(c, october_facts())
+    wh.dispose()
+    with pytest.raises(pii_gate.PiiGateUnavailable, match="no ILS"):
         publish("month", "2026-10", as_of=AS_OF, base_dir=out)
     assert not (out / "2026-10").exists()
 

@@ -7,8 +7,9 @@ with pattern and list recognizers:
   public-suffix snapshot that ships with tldextract, never fetched);
 * ``PHONE_NUMBER`` (Presidio's, on libphonenumber);
 * ``CARD_NUMBER``: a run of exactly 14 digits (Koha card and item barcodes);
-* ``PATRON_NAME``: the names of the library's patrons, read from the Koha
-  source during the run (``surname``, ``firstname``), held in memory only and
+* ``PATRON_NAME``: the names of the library's patrons, read during the run from
+  every system of the library that holds them (Koha ``borrowers``, Evergreen
+  ``actor.usr`` with preferred names, Libki ``users``), held in memory only and
   never written. A full name ("First Last", "Last, First", "Last First")
   matches anywhere; a single surname or first name matches as a whole word
   unless it is an ordinary word of the release itself (its headings,
@@ -21,8 +22,10 @@ string of the manifest, each text node and attribute of the HTML, each text
 string of the PDF's content streams, each text chunk of a PNG — so numbers
 from neighbouring cells are never read together as a phone number.
 
-If the Koha source cannot be read, the gate fails closed: nothing is
-published. Findings are reported as counts per kind and file, never values.
+The ILS (Koha or Evergreen) must be one of them. A system the library has (its
+connection is defined) that cannot be read fails the gate closed: nothing is
+published. A system it does not have is skipped, and the manifest lists the
+systems the names came from. Findings are reported as counts per kind and file, never values.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+
+from patron_privacy import connections
 
 log = logging.getLogger("patron_privacy.release")
 
@@ -99,37 +104,94 @@ def _norm(text: str | None) -> str:
     return " ".join(str(text).lower().split()) if text else ""
 
 
-def read_koha_names(vocabulary: set[str]) -> tuple[Names, set[str]]:
-    """Names and code-list words from the Koha source; fails closed if unreachable."""
+@dataclass(frozen=True)
+class NameSource:
+    """Where one system keeps patron names, and the code lists whose words are not names."""
+
+    conn_id: str
+    names_sql: str
+    code_sql: tuple[str, ...] = ()
+    ils: bool = False
+
+
+NAME_SOURCES = (
+    NameSource(
+        connections.KOHA_DB,
+        "SELECT surname, firstname FROM borrowers",
+        (
+            "SELECT branchcode, branchname FROM branches",
+            "SELECT itemtype, description FROM itemtypes",
+            "SELECT categorycode, description FROM categories",
+        ),
+        ils=True,
+    ),
+    NameSource(
+        connections.EVERGREEN_DB,
+        "SELECT family_name, first_given_name FROM actor.usr UNION ALL "
+        "SELECT pref_family_name, pref_first_given_name FROM actor.usr "
+        "WHERE pref_family_name IS NOT NULL OR pref_first_given_name IS NOT NULL",
+        (
+            "SELECT shortname, name FROM actor.org_unit",
+            "SELECT name, description FROM permission.grp_tree",
+        ),
+        ils=True,
+    ),
+    NameSource(connections.LIBKI_DB, "SELECT lastname, firstname FROM users"),
+)
+
+
+def _read_source(src: NameSource) -> tuple[list, set[str]]:
     from sqlalchemy import text  # noqa: PLC0415
 
-    from patron_privacy import connections  # noqa: PLC0415
-
+    engine = connections.engine_for(src.conn_id)
     try:
-        engine = connections.engine_for(connections.KOHA_DB)
         with engine.connect() as c:
-            rows = c.execute(text("SELECT surname, firstname FROM borrowers")).all()
+            rows = c.execute(text(src.names_sql)).all()
             codes: set[str] = set()
-            for sql in (
-                "SELECT branchcode, branchname FROM branches",
-                "SELECT itemtype, description FROM itemtypes",
-                "SELECT categorycode, description FROM categories",
-            ):
+            for sql in src.code_sql:
                 try:
                     for row in c.execute(text(sql)):
                         for v in row:
                             codes.update(_WORD.findall(_norm(v)))
                 except Exception:  # noqa: BLE001 - a missing code list only narrows the allow-list
                     c.rollback()
+    finally:
         engine.dispose()
-    except Exception as exc:  # noqa: BLE001 - any failure to read names closes the gate
+    return rows, codes
+
+
+def read_names(
+    vocabulary: set[str], sources: Iterable[NameSource] = NAME_SOURCES
+) -> tuple[Names, set[str], list[str]]:
+    """Names and code-list words from every system the library has; fails closed.
+
+    Returns the names, the code-list words and the connection ids read.
+    """
+    rows: list = []
+    codes: set[str] = set()
+    read: list[str] = []
+    for src in sources:
+        if not connections.is_defined(src.conn_id):
+            continue
+        try:
+            got, words = _read_source(src)
+        except Exception as exc:  # noqa: BLE001 - any failure to read names closes the gate
+            raise PiiGateUnavailable(
+                f"PII gate: patron names could not be read from {src.conn_id} "
+                f"({type(exc).__name__}); failing closed, nothing was published"
+            ) from None
+        rows.extend(got)
+        codes |= words
+        read.append(src.conn_id)
+    ils = [s.conn_id for s in sources if s.ils]
+    if not set(read) & set(ils):
         raise PiiGateUnavailable(
-            f"PII gate: patron names could not be read from koha_db ({type(exc).__name__}); "
-            "failing closed, nothing was published"
-        ) from None
+            f"PII gate: no ILS to read patron names from (none of {', '.join(ils)} is "
+            "defined); failing closed, nothing was published"
+        )
     names = Names.build(rows, vocabulary | codes)
     del rows
-    return names, codes
+    return names, codes, read
 
 
 def _analyzer(names: Names):
@@ -325,6 +387,7 @@ class GateResult:
     files_with_findings: dict[str, int]
     patrons: int
     names_not_checked_alone: int
+    name_sources: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -336,19 +399,21 @@ class GateResult:
             "text_pieces_scanned": self.pieces_scanned,
             "findings": self.findings,
             "patron_names_checked": self.patrons,
+            "patron_names_from": self.name_sources,
             "single_names_not_checked_alone": self.names_not_checked_alone,
         }
 
 
 class PiiGate:
-    def __init__(self, names: Names):
+    def __init__(self, names: Names, name_sources: list[str] | None = None):
         self.names = names
+        self.name_sources = list(name_sources or [])
         self._analyzer = _analyzer(names)
 
     @classmethod
     def from_sources(cls, vocabulary: set[str]) -> PiiGate:
-        names, _ = read_koha_names({w.lower() for w in vocabulary})
-        return cls(names)
+        names, _, read = read_names({w.lower() for w in vocabulary})
+        return cls(names, read)
 
     def scan_texts(self, texts: Iterable[str]) -> Counter:
         found: Counter = Counter()
@@ -387,6 +452,7 @@ class PiiGate:
             files_with_findings=per_file,
             patrons=self.names.patrons,
             names_not_checked_alone=self.names.ignored_singles,
+            name_sources=self.name_sources,
         )
 
 

@@ -5,8 +5,9 @@ temporary folder beside the destination:
 
 1. refuse bad input before anything is read (period, settings, budget,
    the fact table);
-2. open the PII gate first — patron names are read from the Koha source into
-   memory; if the source cannot be read, nothing is counted or published;
+2. open the PII gate first — patron names are read into memory from every
+   system of the library that holds them (the ILS, Libki); if one cannot be
+   read, nothing is counted or published;
 3. count with ``GROUP BY`` in the warehouse;
 4. protect (suppression with complements, or differential privacy) and audit;
    a failed audit publishes nothing;
