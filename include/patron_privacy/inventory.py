@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy import Connection, Engine, inspect, true
 
 COVERED = "covered"
 KEPT = "kept on purpose"
@@ -258,11 +258,38 @@ class InventoryReport:
         return {**self.summary(), "inventory": [c.as_dict() for c in self.places]}
 
 
+def _written_tables(rule) -> list[str]:
+    """The tables a rule's action acts on: its category's table, and any other table its
+    statements update or delete (Evergreen's patron purge deletes the patron's cards, addresses and
+    settings). Built from the engine's own statements, so coverage can never claim a table
+    the action does not touch. Statements that cannot be built without a live run (they
+    need its options) leave just the category's table."""
+    from patron_privacy.engine import Context, _change_statements  # noqa: PLC0415
+
+    tables = [rule.category.table.fullname]
+    try:
+        statements = _change_statements(rule, Context(as_of=datetime(2000, 1, 1)), true())
+    except Exception:  # noqa: BLE001 - only the extra tables are lost, never a rule
+        return tables
+    for stmt in statements:
+        # Rows a statement updates or deletes; an INSERT's target (an archive of what was
+        # moved) is written to, not retained by, the rule.
+        if not (getattr(stmt, "is_update", False) or getattr(stmt, "is_delete", False)):
+            continue
+        name = getattr(getattr(stmt, "table", None), "fullname", None)
+        if name and name not in tables:
+            tables.append(name)
+    return tables
+
+
 def rule_tables(policy, source: str) -> dict[str, list[str]]:
     """Table -> the policy's categories acting on it, from the engine's Category objects."""
     out: dict[str, list[str]] = {}
     for rule in policy.rules_for(source):
-        out.setdefault(rule.category.table.fullname, []).append(rule.category.name)
+        for table in _written_tables(rule):
+            names = out.setdefault(table, [])
+            if rule.category.name not in names:
+                names.append(rule.category.name)
     return out
 
 

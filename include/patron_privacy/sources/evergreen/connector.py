@@ -76,6 +76,7 @@ from sqlalchemy import (
 from patron_privacy import connections
 from patron_privacy.engine import VALID_DATE_FLOOR, Anonymize, Category, Context
 from patron_privacy.facts import loan_fact
+from patron_privacy.inventory import COLUMN_RULES, ColumnRule, KeylessLink, SourceInventory
 from patron_privacy.sources.base import Connector, SourceConfigError
 from patron_privacy.sources.evergreen import schema as S
 
@@ -822,4 +823,41 @@ CONNECTOR = Connector(
         "batch_size": 10_000,
         "aging": dict.fromkeys(AGING, "engine"),
     },
+)
+
+
+# --- the personal-data inventory -------------------------------------------------------------
+#
+# What discovery must know about Evergreen beyond its foreign keys to actor.usr: where a user
+# id sits without one (PostgreSQL does not inherit foreign keys, so money.grocery's ``usr``
+# has none although money.billable_xact's has; staff columns were never keyed), and
+# Evergreen's own names for personal fields.
+EVERGREEN_COLUMN_RULES: tuple[ColumnRule, ...] = (
+    ColumnRule("name", r"(pref_)?(first_given|second_given|family)_name|name_keywords"),
+    ColumnRule("name", r"(pref_)?(prefix|suffix)|alias", needs_link=True),
+    ColumnRule("phone", r"(day|evening|other)_phone"),
+    ColumnRule("address", r"street[12]|county|post_code"),
+    ColumnRule("identifier", r"barcode|ident_value2?", needs_link=True),
+    ColumnRule("login", r"usrname|passwd", needs_link=True),
+)
+
+_STAFF_COLUMNS = ("circ_staff", "checkin_staff", "fulfillment_staff", "creator", "editor")
+
+KEYLESS_REFERENCES: tuple[KeylessLink, ...] = (
+    KeylessLink("money.grocery", "usr", note="inherits billable_xact's column, not its key"),
+    *(
+        KeylessLink(t.fullname, col, note="staff member")
+        for t in S.metadata.sorted_tables
+        for col in (*_STAFF_COLUMNS, "accepting_usr")
+        if col in t.c and not t.c[col].foreign_keys
+    ),
+)
+
+INVENTORY = SourceInventory(
+    source=SOURCE,
+    patron_table="actor.usr",
+    patron_key="id",
+    keyless=KEYLESS_REFERENCES,
+    column_rules=(*COLUMN_RULES, *EVERGREEN_COLUMN_RULES),
+    schemas=S.SCHEMAS,
 )

@@ -61,6 +61,7 @@ from sqlalchemy import (
 from patron_privacy import connections
 from patron_privacy.engine import VALID_DATE_FLOOR, Anonymize, Category, Context
 from patron_privacy.facts import Pseudonymizer, _insert_ignoring_duplicates, period_of
+from patron_privacy.inventory import KeylessLink, SourceInventory
 from patron_privacy.sources.base import Connector, SourceConfigError
 from patron_privacy.sources.libki import schema
 
@@ -484,4 +485,21 @@ CONNECTOR = Connector(
     prepare=prepare,
     extract_facts=extract_facts,
     default_options={"batch_size": 10_000},
+)
+
+
+# --- the personal-data inventory -------------------------------------------------------------
+#
+# Libki keys most tables to users.id; statistics (and print files, besides their key) carry
+# the username itself, so a deleted account's name outlives it there.
+KEYLESS_REFERENCES: tuple[KeylessLink, ...] = (
+    KeylessLink("statistics", "username", via="username", note="copied at each login"),
+    KeylessLink("print_files", "username", via="username", note="copied with each file"),
+)
+
+INVENTORY = SourceInventory(
+    source=SOURCE,
+    patron_table="users",
+    patron_key="id",
+    keyless=KEYLESS_REFERENCES,
 )
