@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -36,6 +37,79 @@ def mariadb_url():
         with root.begin() as c:
             c.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
         root.dispose()
+
+
+POSTGRES_ROOT = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@contextmanager
+def _postgres_database():
+    """A fresh PostgreSQL database (URL), dropped afterwards with whoever is still on it."""
+    name = f"pp_t_{uuid.uuid4().hex[:10]}"
+    root = create_engine(POSTGRES_ROOT, isolation_level="AUTOCOMMIT")
+    with root.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield root.url.set(database=name)
+    finally:
+        with root.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        root.dispose()
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    with _postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def postgres_module_url():
+    """One PostgreSQL database per test module (``warehouse_db`` empties it per test)."""
+    with _postgres_database() as url:
+        yield url
+
+
+def _empty_postgres_warehouse(url) -> None:
+    """Migrated and emptied: earlier tests' sessions ended, every table truncated and its
+    ids restarted, so a test sees what it would on a fresh SQLite file."""
+    from patron_privacy.warehouse import create_warehouse, metadata
+
+    eng = create_engine(url)
+    try:
+        with eng.begin() as c:
+            # Engines the code under test left open would hold locks TRUNCATE waits for.
+            c.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        create_warehouse(eng)
+        names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+        with eng.begin() as c:
+            c.execute(text("SET LOCAL lock_timeout = '20s'"))
+            c.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def warehouse_db(request, home, monkeypatch):
+    """The warehouse on each backend it runs on: the embedded SQLite file under ``home``
+    (the demo), or PostgreSQL (production) through ``AIRFLOW_CONN_WAREHOUSE_DB``, in a
+    database shared by the module and emptied before each test. Yields the URL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{home / 'warehouse.db'}"
+        return
+    url = request.getfixturevalue("postgres_module_url")
+    _empty_postgres_warehouse(url)
+    conn = url.set(drivername="postgres").render_as_string(hide_password=False)
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DB", conn)  # Airflow's URI form
+    yield url.render_as_string(hide_password=False)
 
 
 @pytest.fixture(autouse=True)

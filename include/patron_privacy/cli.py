@@ -429,6 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
     from patron_privacy.sources.libcal import cli as libcal_cli  # noqa: PLC0415 - issue 4
 
     libcal_cli.add_commands(sub)
+
+    from patron_privacy import warehouse_cli  # noqa: PLC0415 - warehouse upgrade|current
+
+    warehouse_cli.add_commands(sub)
     return p
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
+from pathlib import Path
 
 from sqlalchemy import (
     BigInteger,
@@ -165,8 +167,68 @@ disclosure_reviews = Table(
 )
 
 
+# Schema changes go through Alembic (``patron_privacy/migrations``). Its version table has
+# its own name so a warehouse sharing a database with Airflow's metadata (whose Alembic
+# uses ``alembic_version``) cannot confuse the two.
+VERSION_TABLE = "warehouse_alembic_version"
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _alembic_config(conn: Connection | None = None):
+    from alembic.config import Config  # noqa: PLC0415 - only when migrating
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if conn is not None:
+        cfg.attributes["connection"] = conn
+    return cfg
+
+
+@cache
+def head_revisions() -> frozenset[str]:
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+
+    return frozenset(ScriptDirectory.from_config(_alembic_config()).get_heads())
+
+
+def current_revisions(engine: Engine) -> frozenset[str]:
+    """The revisions the database is at (empty before its first migration). Read directly,
+    not through Alembic's context, which logs two INFO lines into every task's log."""
+    from sqlalchemy import column, inspect, table  # noqa: PLC0415
+
+    with engine.connect() as conn:
+        if not inspect(conn).has_table(VERSION_TABLE):
+            return frozenset()
+        version = table(VERSION_TABLE, column("version_num"))
+        return frozenset(conn.execute(select(version.c.version_num)).scalars())
+
+
+def migrate_warehouse(engine: Engine, *, wait_s: float = 300.0) -> bool:
+    """Bring the warehouse's schema to the newest migration; True when anything ran.
+
+    Every step opens the warehouse, so this is called often: when the schema is current
+    it costs one read of the version table. Otherwise one process migrates, under the
+    warehouse's ``migrate`` lock, while others (parallel tasks on a fresh warehouse)
+    wait and then find nothing left to do. A warehouse made before migrations existed
+    (``create_all``) is adopted: the first revision creates only the tables it lacks.
+    """
+    if current_revisions(engine) == head_revisions():
+        return False
+    from alembic import command  # noqa: PLC0415
+
+    from patron_privacy.locks import warehouse_lock  # noqa: PLC0415
+
+    with warehouse_lock(engine, "migrate", wait_s=wait_s):
+        if current_revisions(engine) == head_revisions():
+            return False
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "head")
+    return True
+
+
 def create_warehouse(engine: Engine) -> None:
-    metadata.create_all(engine)
+    """The warehouse ready for use: migrated to the newest schema (see migrate_warehouse)."""
+    migrate_warehouse(engine)
 
 
 def write_audit(
