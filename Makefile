@@ -62,5 +62,32 @@ bench: $(STAMP)
 bench-release: $(STAMP)
 	$(PY) -m patron_privacy.bench_release --out bench-results/bench_release.json
 
+# The Privacy page over a year of nightly history for every source (goal: under 300 ms).
+.PHONY: bench-page
+bench-page: $(STAMP)
+	$(PY) -m patron_privacy.bench_privacy_page --out bench-results/bench_page.json
+
+# The Airflow UI on the demo (make demo first if there is none): airflow standalone with
+# the embedded SQLite; prints the address and the login once it answers. Ctrl-C stops it.
+AIRFLOW_PORT ?= 8080
+.PHONY: airflow
+airflow: $(STAMP)
+	@test -f $(PATRON_PRIVACY_HOME)/warehouse.db || $(MAKE) demo
+	@mkdir -p $(AIRFLOW_HOME)
+	@echo "starting airflow standalone (log: $(AIRFLOW_HOME)/standalone.log) ..."
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" AIRFLOW__API__PORT=$(AIRFLOW_PORT) PYTHONUNBUFFERED=1 \
+		airflow standalone \
+		> $(AIRFLOW_HOME)/standalone.log 2>&1 & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' INT TERM EXIT; \
+	for _ in $$(seq 1 180); do \
+		curl -sf http://127.0.0.1:$(AIRFLOW_PORT)/api/v2/monitor/health > /dev/null && break; \
+		kill -0 $$pid 2>/dev/null || { tail -30 $(AIRFLOW_HOME)/standalone.log; exit 1; }; \
+		sleep 1; done; \
+	pw=$(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated; \
+	echo; echo "Airflow UI:   http://localhost:$(AIRFLOW_PORT)/  (Privacy page: http://localhost:$(AIRFLOW_PORT)/plugin/privacy)"; \
+	echo "Log in as:    admin / $$($(PY) -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin"])' $$pw)"; \
+	echo "              (generated once, kept in $$pw)"; \
+	echo "Ctrl-C stops it."; wait $$pid
+
 clean:
 	rm -rf .local bench-results

@@ -415,7 +415,10 @@ def _trends(hist: _History, days: int):
     if not runs:
         return [], {}, {}
     end = max(t[0] for modes in runs.values() for t in modes.values())
-    start = (end - timedelta(days=days - 1)).date()
+    first = min(t[0] for modes in runs.values() for t in modes.values())
+    # A year at most; less while the history is younger than that.
+    start = max((end - timedelta(days=days - 1)).date(), first.date())
+    days = (end.date() - start).days + 1
     nights: dict[tuple[str, date], tuple[int, int, int]] = {}
     for (source, _run_id), modes in runs.items():
         as_of = max(m[0] for m in modes.values())
@@ -582,6 +585,8 @@ th{background:#f6f8fa;font-weight:600}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;border-radius:10px;padding:0 8px;font-size:12px;border:1px solid}
 details summary{cursor:pointer;color:#0969da}
+details.run{margin:10px 0}
+details.run summary.h3{font-size:15px;font-weight:600;color:#1b1f24}
 .legend span{margin-right:12px;white-space:nowrap}
 .legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
 svg text{font:11px system-ui,sans-serif;fill:#57606a}
@@ -650,22 +655,51 @@ def _cards(d: PageData) -> str:
     )
 
 
-def _last_runs(d: PageData) -> str:
-    parts = []
+def _source_label(s: SourceStatus) -> tuple[str, str]:
+    text, kind = _VERDICT[s.verdict]
+    if s.vendor_held and s.verdict == "findings":
+        text = "held by the vendor past window"
+    return text, kind
+
+
+def _overview(d: PageData) -> str:
+    """One line per source: the answer to "did last night work?" before any detail."""
+    rows = []
     for s in d.sources:
-        text, kind = _VERDICT[s.verdict]
-        if s.vendor_held and s.verdict == "findings":
-            text = "held by the vendor past window"
-        head = f'<h3 id="run-{_e(s.source)}">{_e(s.source)} {_badge(text, kind)}'
+        text, kind = _source_label(s)
+        ran = s.run_id is not None
+        changed = sum(c.changed for c in s.categories)
+        kept = sum(c.kept_total for c in s.categories)
+        rows.append(
+            f'<tr data-source="{_e(s.source)}"><td><a href="#run-{_e(s.source)}">'
+            f"{_e(s.source)}</a>{' (hosted)' if s.vendor_held else ''}</td>"
+            f"<td>{_badge(text, kind)}</td><td>{_e(_when(s.as_of))}</td>"
+            f'<td class="n">{_n(changed) if ran and not s.vendor_held else "–"}</td>'
+            f'<td class="n">{_n(kept) if ran else "–"}</td>'
+            f'<td class="n {"bad" if s.remaining else ("ok" if ran else "")}">'
+            f"{_n(s.remaining) if ran else '–'}</td>"
+            f'<td class="n">{_n(s.errors) if ran else "–"}</td></tr>'
+        )
+    return (
+        "<table><tr><th>Source</th><th>Last run</th><th>As of</th><th>Changed</th><th>Kept</th>"
+        "<th>Past window, not blocked</th><th>Categories failed</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _last_runs(d: PageData) -> str:
+    parts = [_overview(d)]
+    for s in d.sources:
+        if s.run_id is None:
+            continue
+        text, kind = _source_label(s)
+        summary = f"{_e(s.source)} {_badge(text, kind)}"
         if s.vendor_held:
-            head += (
+            summary += (
                 ' <span class="muted">hosted: the vendor holds the records, '
                 "this pipeline can only count them</span>"
             )
-        head += "</h3>"
-        if s.run_id is None:
-            parts.append(head + '<p class="muted">No run recorded yet.</p>')
-            continue
         meta = (
             f'<p class="muted">as of {_e(_when(s.as_of))} · run <code>{_e(s.run_id)}</code>'
             f" · recorded {_e(_when(s.recorded_at))}</p>"
@@ -694,7 +728,12 @@ def _last_runs(d: PageData) -> str:
             "<th>Kept because</th><th>Past window, not blocked</th><th>Data errors</th>"
             "<th>Error</th></tr>" + "".join(rows) + "</table>"
         )
-        parts.append(head + meta + table)
+        # A clean run folds away; one with findings or errors stays open.
+        is_open = " open" if s.verdict != "passed" else ""
+        parts.append(
+            f'<details class="run" id="run-{_e(s.source)}"{is_open}>'
+            f'<summary class="h3">{summary}</summary>{meta}{table}</details>'
+        )
     return "".join(parts)
 
 

@@ -46,7 +46,7 @@ def test_empty_warehouse_says_nothing_ran_yet(warehouse, home):
     data, html = page(warehouse, home)
     assert {s.verdict for s in data.sources} == {"never run"}
     assert data.trend_days == []
-    assert "No run recorded yet." in html
+    assert html.count("never run") >= len(data.sources)
     assert "no history yet" in html
     assert "No statistics release published yet." in html
     # The schedule is the policy file's, rule by rule.
