@@ -74,6 +74,10 @@ ACTIVITY = {
     "log_new_info": "zqxcanary-log-inside changed phone of Zqxcanarynewsurname",
     "note_old": "Zqxcanary loan note past: returned with a letter inside",
     "note_new": "Zqxcanary loan note inside: patron asked to hold a second copy",
+    "attribute_old": "Zqxcanary attribute past: Riverside High",
+    "attribute_new": "Zqxcanary attribute inside: Oak Hill Middle",
+    "housebound_old": "Zqxcanary housebound past: oxygen tank, knock loudly",
+    "list_old": "Zqxcanary list past: leaving my marriage",
 }
 
 
@@ -169,6 +173,36 @@ def seed_koha(stack) -> None:
                 },
             ],
         )
+        # Registration extras go with the registration: OLD's once expired_patrons has
+        # anonymized it in this run, NEW's stay.
+        c.execute(
+            insert(T["borrower_attributes"]),
+            [
+                {"borrowernumber": OLD, "code": "SCHOOL", "attribute": ACTIVITY["attribute_old"]},
+                {"borrowernumber": NEW, "code": "SCHOOL", "attribute": ACTIVITY["attribute_new"]},
+            ],
+        )
+        c.execute(
+            insert(T["housebound_profile"]),
+            [
+                {
+                    "borrowernumber": OLD,
+                    "day": "monday",
+                    "frequency": "every_week",
+                    "notes": ACTIVITY["housebound_old"],
+                }
+            ],
+        )
+        c.execute(
+            insert(T["virtualshelves"]),
+            [
+                {
+                    "shelfname": ACTIVITY["list_old"],
+                    "owner": OLD,
+                    "created_on": datetime(2020, 5, 1, 12, 0),
+                }
+            ],
+        )
         # patron_action_logs (P180D, delete): cutoff 2026-06-03.
         c.execute(
             insert(T["action_logs"]),
@@ -229,6 +263,9 @@ def test_no_canary_reaches_any_artifact_of_a_nightly_run(tmp_path, airflow_templ
             "notices",
             "patron_action_logs",
             "expired_patrons",
+            "patron_attributes",
+            "housebound_profiles",
+            "patron_reading_lists",
         )
     }
     assert changed == {
@@ -237,6 +274,9 @@ def test_no_canary_reaches_any_artifact_of_a_nightly_run(tmp_path, airflow_templ
         "notices": 1,
         "patron_action_logs": 1,
         "expired_patrons": 1,
+        "patron_attributes": 1,
+        "housebound_profiles": 1,
+        "patron_reading_lists": 1,
     }, run.describe()
     assert len(warehouse_rows(stack, "circulation_facts")) == 3
     with closing(sqlite3.connect(stack.airflow_db)) as c:

@@ -374,3 +374,18 @@ def test_generator_never_logs_or_prints_personal_values(tmp_path, caplog, capsys
     text_seen = caplog.text + out.out + out.err
     assert "borrowers=" in caplog.text  # it does log, counts only
     assert not [v for v in values if v in text_seen]
+
+
+def test_every_table_of_the_inventorys_later_categories_has_rows(db):
+    """The synthetic library leaves traces in the tables the inventory's later rules act on
+    (registration extras and the transactional tables with their own clocks), so a demo
+    run and the end-to-end tests exercise them."""
+    from patron_privacy.sources.koha.connector import OWN_CLOCK_CATEGORIES, PATRON_DEPENDENTS
+
+    tables = {d.table for d in PATRON_DEPENDENTS} | {c.table.name for c in OWN_CLOCK_CATEGORIES}
+    empty = [t for t in sorted(tables) if not _scalar(db, select(func.count()).select_from(T[t]))]
+    assert empty == []
+    hold_groups = _scalar(
+        db, select(func.count()).where(T["old_reserves"].c.hold_group_id.isnot(None))
+    )
+    assert hold_groups == _scalar(db, select(func.count()).select_from(T["hold_groups"]))

@@ -707,7 +707,7 @@ patron_quota = T["patron_quota"]
 # Statuses of a background job that will not run again.
 ENDED_JOB_STATUSES = ("finished", "cancelled", "failed")
 
-_OWN_CLOCK_CATEGORIES: tuple[Category, ...] = (
+OWN_CLOCK_CATEGORIES: tuple[Category, ...] = (
     Category(
         name="club_hold_links",
         source=SOURCE,
@@ -980,7 +980,7 @@ CATEGORIES: dict[str, Category] = {
         ),
         *_INVENTORY_CATEGORIES,
         *(_dependent_category(d) for d in PATRON_DEPENDENTS),
-        *_OWN_CLOCK_CATEGORIES,
+        *OWN_CLOCK_CATEGORIES,
     )
 }
 

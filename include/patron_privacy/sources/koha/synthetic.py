@@ -101,6 +101,8 @@ SCHEDULED_COLUMNS: dict[str, tuple[str, ...]] = {
     "items": ("onloan",),
     "reserves": ("expirationdate", "patron_expiration_date"),
     "old_reserves": ("expirationdate", "patron_expiration_date"),
+    "borrower_password_recovery": ("valid_until",),
+    "patron_quota": ("end_date",),
 }
 
 # Opening hours per weekday (Mon=0): first and last hour the desk is open.
@@ -180,6 +182,14 @@ _ANIMALS = (
     "Whale",
     "Llama",
 )
+_SCHOOLS = ("Lincoln Elementary", "Oak Hill Middle", "Riverside High", "Maple Street School")
+_REVIEWS = (
+    "Could not put it down.",
+    "Slow start, strong finish.",
+    "My book club loved it.",
+    "Good for younger readers.",
+)
+_HASH_CHARS = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _KID_NAMES = ("Max", "Lily", "Pip", "Rosie", "Milo", "Zara", "Otis", "Ruby", "Finn", "Hazel")
 _TOPICS = (
     # (title, subject heading, Dewey class)
@@ -546,6 +556,7 @@ class _Library:
                 "notices",
                 "logs",
                 "delete",
+                "extras",
             )
         }
         self.fake = Faker("en_US")
@@ -558,6 +569,8 @@ class _Library:
         self.searches: list[tuple] = []
         self.staff: list[_Patron] = []
         self.anon: _Patron | None = None
+        self.extra_rows: dict[str, list[dict]] = {}
+        self.hold_group_of: dict[int, int] = {}  # reserve_id -> hold_group_id
 
     # -- place ---------------------------------------------------------------------------------
 
@@ -1479,6 +1492,276 @@ class _Library:
             if p.deleted_at and hold.timestamp >= p.deleted_at:
                 p.deleted_at = None
 
+    # -- the rest of a patron's traces (issue 3) -----------------------------------------------
+
+    def make_extras(self) -> None:
+        """Rows for the inventory's other patron tables: registration extras of living
+        patrons (some of them long expired, so retention has work), and transactional
+        traces with their own clocks. Its own random stream, drawn after every other phase,
+        so the rest of the library is the same with or without it."""
+        rng = self.rng["extras"]
+        rows: dict[str, list[dict]] = {}
+        self.extra_rows = rows
+        living = [p for p in self.patrons if p.category not in (ANON, STAFF) and not p.deleted_at]
+        recent = self.cutoff - dt.timedelta(days=400)
+
+        def add(table: str, **row: Any) -> None:
+            rows.setdefault(table, []).append(row)
+
+        def moment(lo: dt.date, hi: dt.date | None = None) -> dt.datetime:
+            hi = min(hi or self.last_day, self.last_day)
+            lo = min(max(lo, self.start), hi)
+            return _desk_time(rng, lo + dt.timedelta(days=rng.randint(0, (hi - lo).days)))
+
+        books = [b.biblionumber for b in self.biblios]
+        for p in living:
+            bn = p.borrowernumber
+            since = max(p.enrolled, self.start)
+            for attr in rng.sample(range(1, 7), rng.choice((0, 1, 2, 2))):
+                add(
+                    "borrower_message_preferences",
+                    borrowernumber=bn,
+                    message_attribute_id=attr,
+                    days_in_advance=2 if attr == 2 else None,
+                    wants_digest=int(rng.random() < 0.2),
+                )
+            if rng.random() < 0.3:
+                code = "SCHOOL" if p.category == CHILD else "STUDENTID"
+                value = rng.choice(_SCHOOLS) if code == "SCHOOL" else f"S{rng.randrange(10**7):07d}"
+                add("borrower_attributes", borrowernumber=bn, code=code, attribute=value)
+            if rng.random() < 0.5:
+                add(
+                    "patron_consent",
+                    borrowernumber=bn,
+                    type="GDPR_PROCESSING",
+                    given_on=moment(since),
+                )
+            if rng.random() < 0.05:
+                add("alert", borrowernumber=bn, type="issue", externalid=str(rng.randint(1, 12)))
+            if rng.random() < 0.15:
+                add(
+                    "borrower_password_history",
+                    borrowernumber=bn,
+                    password="$2a$08$" + "".join(rng.choices(_HASH_CHARS, k=53)),
+                    created_on=moment(since),
+                )
+            if rng.random() < 0.08:
+                self._make_list(rng, rows, p, books, living, moment(since))
+            for biblio in rng.sample(books, rng.choice((0,) * 9 + (1, 2, 3))):
+                add(
+                    "ratings",
+                    borrowernumber=bn,
+                    biblionumber=biblio,
+                    rating_value=rng.randint(1, 5),
+                    timestamp=moment(since),
+                )
+            if rng.random() < 0.02:
+                add(
+                    "reviews",
+                    borrowernumber=bn,
+                    biblionumber=rng.choice(books),
+                    review=rng.choice(_REVIEWS),
+                    approved=1,
+                    datereviewed=moment(since),
+                )
+            if p.expiry < self.as_of and rng.random() < 0.05:
+                needed = moment(p.expiry - dt.timedelta(days=20), p.expiry)
+                add(
+                    "discharges",
+                    borrower=bn,
+                    needed=needed,
+                    validated=needed + dt.timedelta(hours=2),
+                )
+            if rng.random() < 0.02:
+                add("patron_list_patrons", patron_list_id=rng.randint(1, 3), borrowernumber=bn)
+            if p.expiry >= self.as_of:
+                self._make_recent_traces(rng, add, p, moment, recent)
+        for routing, s in enumerate(rng.sample(self.staff, min(4, len(self.staff))), start=1):
+            add(
+                "subscriptionroutinglist",
+                borrowernumber=s.borrowernumber,
+                ranking=routing,
+                subscriptionid=1,
+            )
+        self._make_jobs_and_groups(rng, add, moment, living)
+
+    def _make_list(self, rng, rows, p: _Patron, books, living, created: dt.datetime) -> None:
+        number = len(rows.get("virtualshelves", ())) + 1
+        rows.setdefault("virtualshelves", []).append(
+            {
+                "shelfnumber": number,
+                "shelfname": rng.choice(("To read", "Favourites", "Book club", "For the kids")),
+                "owner": p.borrowernumber,
+                "public": int(rng.random() < 0.2),
+                "created_on": created,
+                "lastmodified": created,
+            }
+        )
+        for biblio in rng.sample(books, rng.randint(1, 5)):
+            rows.setdefault("virtualshelfcontents", []).append(
+                {
+                    "shelfnumber": number,
+                    "biblionumber": biblio,
+                    "borrowernumber": p.borrowernumber,
+                    "dateadded": created,
+                }
+            )
+        if rng.random() < 0.2:
+            other = rng.choice(living)
+            if other is not p:
+                rows.setdefault("virtualshelfshares", []).append(
+                    {
+                        "shelfnumber": number,
+                        "borrowernumber": other.borrowernumber,
+                        "invitekey": f"{rng.randrange(16**10):010x}",
+                        "sharedate": created,
+                    }
+                )
+
+    def _make_recent_traces(self, rng, add, p: _Patron, moment, recent) -> None:
+        """Traces a current patron leaves with their own clocks (some past their window)."""
+        bn = p.borrowernumber
+        if rng.random() < 0.02:
+            when = moment(recent.date())
+            add(
+                "curbside_pickups",
+                borrowernumber=bn,
+                branchcode=p.branch,
+                scheduled_pickup_datetime=when,
+                delivered_datetime=when + dt.timedelta(minutes=7),
+            )
+        if rng.random() < 0.01:
+            add(
+                "borrower_password_recovery",
+                borrowernumber=bn,
+                uuid=f"{rng.randrange(16**32):032x}",
+                valid_until=moment(recent.date()) + dt.timedelta(days=2),
+            )
+        if rng.random() < 0.01:
+            start = self.as_of - dt.timedelta(days=rng.choice((900, 400, 100)))
+            add(
+                "patron_quota",
+                description="Interlibrary loans",
+                patron_id=bn,
+                allocation=10,
+                used=rng.randint(0, 10),
+                start_date=start,
+                end_date=start + dt.timedelta(days=364),
+            )
+
+    def _make_jobs_and_groups(self, rng, add, moment, living) -> None:
+        start = (self.cutoff - dt.timedelta(days=365)).date()
+        current = [p for p in living if p.expiry >= self.as_of]
+        adults = [p for p in current if p.category == ADULT]
+        for p in rng.sample(adults, min(len(adults), max(1, self.n_patrons // 300))):
+            add("housebound_role", borrowernumber_id=p.borrowernumber, housebound_deliverer=1)
+        # Home delivery for some adults, current or long gone (retention then has work).
+        grown = [p for p in living if p.category == ADULT]
+        for p in rng.sample(grown, min(len(grown), max(2, self.n_patrons // 100))):
+            add(
+                "housebound_profile",
+                borrowernumber=p.borrowernumber,
+                day=rng.choice(("monday", "wednesday", "friday")),
+                frequency=rng.choice(("every_week", "every_other_week", "monthly")),
+                fav_subjects=rng.choice(_TOPICS)[1],
+                referral="Social services",
+                notes=rng.choice(("Ring twice", "Leave with neighbour", None)),
+            )
+        for p in rng.sample(current, min(len(current), max(2, self.n_patrons // 100))):
+            add(
+                "creator_batches",
+                batch_id=rng.randint(1, 4),
+                borrower_number=p.borrowernumber,
+                timestamp=moment(start),
+                branch_code=p.branch,
+                creator="Patroncards",
+            )
+        # Interlibrary loans requested in batches: one completed long ago, one recently.
+        for number, days_ago in enumerate((200, 20), start=1):
+            p = rng.choice(current)
+            done = self.as_of - dt.timedelta(days=days_ago)
+            add(
+                "illbatches",
+                ill_batch_id=number,
+                name=f"Batch {number}",
+                backend="Standard",
+                patron_id=p.borrowernumber,
+                library_id=p.branch,
+                status_code="COMPLETED",
+            )
+            for _ in range(2):
+                add(
+                    "illrequests",
+                    borrowernumber=p.borrowernumber,
+                    branchcode=p.branch,
+                    status="COMP",
+                    placed=done - dt.timedelta(days=30),
+                    updated=_desk_time(rng, done),
+                    completed=done,
+                    notesopac=rng.choice(("For my thesis", None)),
+                    backend="Standard",
+                    batch_id=number,
+                )
+        for _ in range(max(2, self.n_patrons // 200)):
+            enqueued = moment(start)
+            add(
+                "background_jobs",
+                status="finished",
+                progress=1,
+                size=1,
+                borrowernumber=rng.choice(self.staff).borrowernumber,
+                type=rng.choice(
+                    (
+                        "batch_hold_cancel",
+                        "update_elastic_index",
+                        "batch_biblio_record_modification",
+                    )
+                ),
+                queue="default",
+                data="{}",
+                context="{}",
+                enqueued_on=enqueued,
+                started_on=enqueued,
+                ended_on=enqueued + dt.timedelta(seconds=rng.randint(2, 90)),
+            )
+        for _ in range(rng.randint(1, 3)):
+            add(
+                "pending_offline_operations",
+                userid=rng.choice(self.staff).row["userid"] or "staff",
+                branchcode=rng.choice(BRANCH_CODES),
+                timestamp=moment(start),
+                action="issue",
+                barcode=rng.choice(self.items).barcode,
+                cardnumber=rng.choice(living).row["cardnumber"],
+            )
+        # Some closed holds were placed together with others (Koha's hold groups).
+        closed = [h for h in self.holds if not h.is_open and not h.patron.deleted_at]
+        for number, h in enumerate(rng.sample(closed, min(len(closed), len(closed) // 50)), 1):
+            add("hold_groups", hold_group_id=number, borrowernumber=h.patron.borrowernumber)
+            self.hold_group_of[h.reserve_id] = number
+        # A club hold placed for members, one of whom could not get a hold.
+        for club_hold in (1, 2):
+            add(
+                "club_holds",
+                id=club_hold,
+                club_id=1,
+                biblio_id=rng.choice(self.biblios).biblionumber,
+                date_created=moment(start),
+            )
+            for member in rng.sample(living, min(3, len(living))):
+                add(
+                    "club_holds_to_patron_holds",
+                    club_hold_id=club_hold,
+                    patron_id=member.borrowernumber,
+                    error_code="tooManyHoldsForThisRecord",
+                    error_message="too many holds",
+                )
+
+    def _write_extras(self, sink: _Sink) -> None:
+        for table, table_rows in self.extra_rows.items():
+            for row in table_rows:
+                sink.add(table, row)
+
     # -- output --------------------------------------------------------------------------------
 
     def write(self, conn: Connection, batch_size: int) -> dict[str, int]:
@@ -1492,6 +1775,7 @@ class _Library:
         self._write_searches(sink)
         self._write_notices(sink)
         self._write_logs(sink)
+        self._write_extras(sink)
         sink.flush()
         return dict(sink.counts)
 
@@ -1748,6 +2032,7 @@ class _Library:
                 "suspend": 0,
                 "item_level_hold": 0,
                 "non_priority": 0,
+                "hold_group_id": self.hold_group_of.get(h.reserve_id),
             }
             sink.add("reserves" if h.is_open else "old_reserves", row)
 
@@ -2251,6 +2536,7 @@ def build_koha(
         lib.make_holds()
         lib.make_searches()
         lib.delete_some()
+        lib.make_extras()
         counts = lib.write(conn, batch_size)
     log.info(
         "synthetic Koha library built: %s",
