@@ -328,6 +328,60 @@ def build_report(
     return classify(places, pol, source)
 
 
+# Sources with no database schema to reflect. What they hold about a person is fixed by
+# the format their connector reads, and the policy's rules for the source strip or delete
+# exactly those fields; the inventory says so instead of discovering anything.
+NO_SCHEMA: dict[str, str] = {
+    "signups": "CSV exports in drop folders, no schema: the personal columns are the ones "
+    "each folder maps in the policy (card number, name, email, and every other column "
+    "marked identifying); an export with a column nobody classified fails the file",
+    "programs": "CSV exports in drop folders, no schema: the personal columns are the ones "
+    "each folder maps in the policy (registrant name, email, phone, card number, and every "
+    "other column marked identifying); an export with a column nobody classified fails",
+    "squid": "Squid access logs in a fixed line format, no schema: the personal fields are "
+    "the client address, the ident (user name) and the URL's query string",
+    "libcal": "hosted by Springshare and read through its API, no database to reflect: "
+    "registrations hold the registrant's name, email, phone and card number, and the "
+    "connector counts those past their window each night for the library to purge",
+}
+
+
+def connector_coverage(source: str, policy=None) -> dict:
+    """For a source without a schema: what covers its personal fields (names and counts)."""
+    from patron_privacy.policy import Policy, load_policy  # noqa: PLC0415
+
+    pol = policy if isinstance(policy, Policy) else load_policy(policy)
+    rules = [
+        {
+            "category": r.category,
+            "action": r.action,
+            "window": r.window.text,
+            "fields": list(r.fields),
+        }
+        for r in pol.rules
+        if r.source == source
+    ]
+    return {
+        "source": source,
+        "policy_version": pol.version,
+        "schema": False,
+        "covered_by": "connector",
+        "what": NO_SCHEMA[source],
+        "rules": rules,
+        "not_covered": 0 if rules else 1,
+    }
+
+
+def format_connector_coverage(cov: dict) -> str:
+    lines = [f"{cov['source']}: {cov['what']}.", "", "covered by its connector, with these rules:"]
+    for r in cov["rules"]:
+        fields = f" ({', '.join(r['fields'])})" if r["fields"] else ""
+        lines.append(f"  {r['category']}: {r['action']}{fields} after {r['window']}")
+    if not cov["rules"]:
+        lines.append("  none: the policy has no rule for this source")
+    return "\n".join(lines)
+
+
 class UnclassifiedPersonalData(RuntimeError):
     """A source holds patron data in a table no rule covers and no one kept on purpose."""
 

@@ -15,6 +15,13 @@ EXIT_FINDINGS = 1
 def cmd_inventory(args) -> int:
     from patron_privacy import inventory  # noqa: PLC0415
 
+    if args.source in inventory.NO_SCHEMA:
+        cov = inventory.connector_coverage(args.source, args.policy)
+        print(json.dumps(cov, indent=2) if args.json else inventory.format_connector_coverage(cov))
+        if args.fail_on_uncovered and cov["not_covered"]:
+            print(f"error: no rule covers source {args.source}", file=sys.stderr)
+            return EXIT_FINDINGS
+        return 0
     report = inventory.build_report(args.source, args.policy)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
@@ -52,7 +59,9 @@ def add_commands(sub, source_type) -> None:
         help="list every table and column holding patron data, and what covers it",
         description="Discover, in the live source, every table that links to a patron or "
         "holds personal fields, and classify each: covered by a rule, kept on purpose "
-        "(policy kept_on_purpose), or not covered.",
+        "(policy kept_on_purpose), or not covered. Database sources (koha, evergreen, "
+        "libki) are discovered by reflection; file and hosted sources have no schema, and "
+        "the command lists the rules that cover what their connector reads.",
     )
     inv.add_argument("--source", type=source_type, required=True)
     inv.add_argument("--policy", default=None, help="policy file (default: the shipped one)")

@@ -288,3 +288,38 @@ def test_schedule_table_lists_tables_kept_on_purpose():
 
     text_ = schedule_table(load_policy())
     assert "Kept on purpose" in text_ and "koha.tmp_holdsqueue" in text_
+
+
+# --- sources with no schema: covered by their connectors ---------------------------------------
+
+
+@pytest.mark.parametrize("source", ["signups", "programs", "squid", "libcal"])
+def test_sources_without_a_schema_list_the_rules_that_cover_them(source, capsys):
+    assert main(["inventory", "--source", source, "--fail-on-uncovered"]) == 0
+    out = capsys.readouterr().out
+    assert "covered by its connector" in out
+    rules = [r for r in load_policy().rules if r.source == source]
+    assert rules and all(r.category in out for r in rules)
+    assert main(["inventory", "--source", source, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["schema"] is False and data["not_covered"] == 0
+    assert {r["category"] for r in data["rules"]} == {r.category for r in rules}
+
+
+def test_a_source_without_a_schema_and_without_rules_fails(tmp_path, capsys):
+    data = yaml.safe_load(SHIPPED)
+    data["rules"] = [r for r in data["rules"] if r["source"] != "squid"]
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    args = ["inventory", "--source", "squid", "--policy", str(path), "--fail-on-uncovered"]
+    assert main(args) == 1
+    assert "no rule covers source squid" in capsys.readouterr().err
+
+
+def test_a_rule_covers_every_table_its_statements_delete_from():
+    """Evergreen's patron purge deletes cards, addresses and settings with the patron."""
+    tables = inventory.rule_tables(load_policy(), "evergreen")
+    for table in ("actor.usr", "actor.card", "actor.usr_address", "actor.usr_setting"):
+        assert tables[table] == ["expired_patrons"], table
+    # An archive a rule inserts into is not a table the rule retains.
+    assert "action.aged_circulation" not in tables
