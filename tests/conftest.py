@@ -109,6 +109,9 @@ def warehouse_db(request, home, monkeypatch):
     _empty_postgres_warehouse(url)
     conn = url.set(drivername="postgres").render_as_string(hide_password=False)
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DB", conn)  # Airflow's URI form
+    from patron_privacy import connections
+
+    assert connections.describe(connections.WAREHOUSE_DB).startswith("postgresql")
     yield url.render_as_string(hide_password=False)
 
 

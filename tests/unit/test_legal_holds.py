@@ -1,12 +1,11 @@
 """Legal holds through the command line and the warehouse, as staff use them:
 placing and releasing, every refusal writing nothing, and holds binding the
-retention run (``enforce``) — including a hold placed while a run is under way."""
+retention run (``enforce``) — including a hold placed while a run is under way. Every
+test runs with the warehouse on SQLite and on PostgreSQL (``warehouse_db``)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
-from contextlib import closing
 from datetime import datetime, timedelta
 
 import pytest
@@ -20,13 +19,14 @@ from legal_builders import (
     koha_home,
     new_request,
 )
-from patron_privacy import pipeline
+from patron_privacy import connections, pipeline
 from patron_privacy.policy import DEFAULT_POLICY
+from patron_privacy.warehouse import legal_hold_subjects, legal_holds
 from sqlalchemy import select
 
 
 @pytest.fixture
-def koha(home):
+def koha(home, warehouse_db):
     return koha_home(home)
 
 
@@ -38,11 +38,19 @@ def loans(eng) -> dict[int, int | None]:
 
 
 def hold_tables(home) -> tuple[list, list]:
-    with closing(sqlite3.connect(home / "warehouse.db")) as c:
-        return (
-            c.execute("SELECT * FROM legal_holds ORDER BY hold_id").fetchall(),
-            c.execute("SELECT * FROM legal_hold_subjects ORDER BY hold_id").fetchall(),
-        )
+    eng = connections.engine_for(connections.WAREHOUSE_DB)
+    try:
+        with eng.connect() as c:
+            return (
+                c.execute(select(legal_holds).order_by(legal_holds.c.hold_id)).all(),
+                c.execute(
+                    select(legal_hold_subjects).order_by(
+                        legal_hold_subjects.c.hold_id, legal_hold_subjects.c.patron_id
+                    )
+                ).all(),
+            )
+    finally:
+        eng.dispose()
 
 
 def small_batches(tmp_path, size: int = 3) -> str:
@@ -71,7 +79,9 @@ def test_place_list_release(koha, home, capsys):
     assert "1 active holding 2 patron(s)" in out and str(CANARY_BN) not in out
 
     holds, subjects = hold_tables(home)
-    assert holds[0][4] == "2026-10-31 23:59:59.999999", "--to covers the whole last day"
+    assert holds[0].date_to == datetime(2026, 10, 31, 23, 59, 59, 999999), (
+        "--to covers the whole last day"
+    )
     assert len(subjects) == 2
     rc, out, err = cli(capsys, "holds", "release", "1")
     assert rc == 0 and "released" in out

@@ -1,5 +1,6 @@
 """The request register: what it accepts, what it refuses (and that a refusal writes
-nothing and never repeats the offending text), and the free-text identifier checks."""
+nothing and never repeats the offending text), and the free-text identifier checks. Tests
+that touch the register run with the warehouse on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def test_form_pattern_refuses_nothing_the_task_would_accept(text):
         assert find_identifier(text) is not None
 
 
-def test_add_assigns_references_by_year(home):
+def test_add_assigns_references_by_year(warehouse_db):
     assert new_request() == "LE-2026-001"
     assert new_request() == "LE-2026-002"
     assert new_request(received_on=date(2025, 12, 30)) == "LE-2025-001"
@@ -103,13 +104,13 @@ def test_add_assigns_references_by_year(home):
         ({"records_released": -1}, "records_released: expected a whole number"),
     ],
 )
-def test_bad_requests_are_refused_and_nothing_is_written(home, overrides, message):
+def test_bad_requests_are_refused_and_nothing_is_written(warehouse_db, overrides, message):
     with pytest.raises(rr.RegisterError, match=re.escape(message)):
         new_request(**overrides)
     assert count_requests() == 0
 
 
-def test_identifier_in_free_text_is_refused_without_repeating_it(home):
+def test_identifier_in_free_text_is_refused_without_repeating_it(warehouse_db):
     for field in ("asks_for", "agency", "referred_to"):
         with pytest.raises(rr.RegisterError) as err:
             new_request(**{field: "records of ottoline.quillfeather@example.org"})
@@ -119,7 +120,7 @@ def test_identifier_in_free_text_is_refused_without_repeating_it(home):
     assert count_requests() == 0
 
 
-def test_update_revalidates_the_whole_record(home):
+def test_update_revalidates_the_whole_record(warehouse_db):
     ref = new_request()
     engine = rr.warehouse_engine()
     when = datetime(2026, 11, 20)
@@ -141,7 +142,7 @@ def test_update_revalidates_the_whole_record(home):
     assert (row["kind"], row["decision"], row["records_released"]) == ("subpoena", "released", 7)
 
 
-def test_cli_add_list_show_update(home, capsys):
+def test_cli_add_list_show_update(warehouse_db, capsys):
     rc, out, err = cli(
         capsys,
         "requests", "add", "--received", "2026-11-03", "--agency", "Hartford Police Department",
@@ -161,7 +162,7 @@ def test_cli_add_list_show_update(home, capsys):
     assert "no requests" in out
 
 
-def test_cli_request_with_no_kind_is_refused(home, capsys):
+def test_cli_request_with_no_kind_is_refused(warehouse_db, capsys):
     rc, _, err = cli(
         capsys, "requests", "add", "--received", "2026-11-03", "--agency", "HPD",
         "--asks-for", "records",
