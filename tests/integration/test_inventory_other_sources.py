@@ -171,3 +171,68 @@ def test_libki_inventory_classifies_every_place_and_prints_no_values(
         engine.dispose()
     assert main(["inventory", "--source", "libki", "--fail-on-uncovered"]) == 1
     assert "user_notes" in capsys.readouterr().err
+
+
+# --- a patron's own records, from each source ---------------------------------------------------
+
+
+def _package(out) -> dict[str, list[dict]]:
+    from pathlib import Path
+
+    pkg = json.loads(Path(out["json"]).read_text())
+    return {t["table"]: t["rows"] for t in pkg["tables"]}
+
+
+def test_libki_patron_report_has_that_users_rows_and_nobody_elses(libki_url, tmp_path):
+    from datetime import timedelta
+
+    from libki_builders import AS_OF, add_reservation, add_stat, add_user, make_libki
+    from patron_privacy.patron_report import make_patron_report
+
+    engine = create_engine(libki_url)
+    warehouse = create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        make_libki(engine)
+        with engine.begin() as c:
+            mine = add_user(c, 10)
+            theirs = add_user(c, 11)
+            add_stat(c, 1, mine, AS_OF - timedelta(days=1))
+            add_stat(c, 2, theirs, AS_OF - timedelta(days=1))
+            add_reservation(c, 1, 10, AS_OF + timedelta(hours=1))
+            add_reservation(c, 2, 11, AS_OF + timedelta(hours=1), client_id=2)
+        out = make_patron_report(
+            "libki", "10", "CR-7", tmp_path / "out", bind=engine, warehouse=warehouse
+        )
+    finally:
+        engine.dispose()
+        warehouse.dispose()
+    rows = _package(out)
+    assert [r["id"] for r in rows["users"]] == [10]
+    assert [r["username"] for r in rows["statistics"]] == [mine]
+    assert [r["user_id"] for r in rows["reservations"]] == [10]
+    assert theirs not in json.dumps(rows)
+
+
+def test_evergreen_patron_report_has_that_patrons_rows_and_nobody_elses(evergreen_url, tmp_path):
+    from evergreen_builders import AS_OF, add_circ, add_patron, make_evergreen
+    from patron_privacy.patron_report import make_patron_report
+
+    engine = engine_for(evergreen_url)
+    warehouse = create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        make_evergreen(engine)
+        with engine.begin() as c:
+            add_patron(c, 10)
+            add_patron(c, 11)
+            add_circ(c, 1, 10, AS_OF)
+            add_circ(c, 2, 11, AS_OF, copy=2)
+        out = make_patron_report(
+            "evergreen", "10", "CR-8", tmp_path / "out", bind=engine, warehouse=warehouse
+        )
+    finally:
+        engine.dispose()
+        warehouse.dispose()
+    rows = _package(out)
+    assert [r["id"] for r in rows["actor.usr"]] == [10]
+    assert [r["usr"] for r in rows["action.circulation"]] == [10]
+    assert {r["usr"] for r in rows["actor.card"]} == {10}
