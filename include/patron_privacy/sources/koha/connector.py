@@ -12,7 +12,11 @@ The rest of Koha's patron data (issue 3) has categories too: last borrowers, cha
 requests, expired restrictions, ILL requests and comments, suggestions, article
 requests, bookings, recalls, link clicks, renewals, clubs, housebound visits, return
 claims, problem reports, tickets, messages, tags, photos, files, Koha's
-pseudonymized transactions, deleted patrons and guarantor links. ``KEYLESS_REFERENCES``
+pseudonymized transactions, deleted patrons and guarantor links; a patron's registration
+extras (``PATRON_DEPENDENTS``: attributes, messaging preferences, lists, consents...),
+removed once the patron is anonymized because Koha removes them only on deletion; and
+club holds, hold groups, ILL batches, jobs, password resets, card batches, curbside
+pickups, offline circulation and quotas on clocks of their own. ``KEYLESS_REFERENCES``
 and ``INVENTORY`` (end of this module) are what the personal-data inventory
 (:mod:`patron_privacy.inventory`) knows about Koha beyond its foreign keys.
 """
