@@ -10,7 +10,9 @@ until then). Small counts are suppressed with complements (or noised, in
 differential-privacy mode), every suppressed cell is audited by linear
 programming, every output is scanned for personal data, and the release
 replaces `<exports>/<YYYY-MM>/` in one rename: CSV and Parquet per table,
-`manifest.json`, `report.html` with charts, `report.pdf`.
+`manifest.json`, `report.html` with charts, `report.pdf`. It reads the nightly
+DAGs' facts assets and emits `patron_privacy.statistics_release` (the Assets
+view shows the flow from each night to the release).
 
 **What it touches.** Reads `circulation_facts` (and any planned fact table)
 in the warehouse; reads patron names from Koha (`koha_db`) into memory for
@@ -39,8 +41,15 @@ one release per month.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task
 from patron_privacy.dag_defaults import LIBRARY_TZ, Tag, default_args
+from patron_privacy.nightly_dag import facts_asset
+
+# The nightly DAGs whose de-identified facts a release counts. Their facts assets are
+# the publishing task's inlets, so the UI's asset graph shows each night's flow into
+# the release, and the release is an asset of its own.
+FACT_SOURCES = ("koha", "evergreen", "libki", "signups", "programs", "squid", "libcal")
+RELEASE_ASSET = Asset("patron_privacy.statistics_release")
 
 
 def _period_and_as_of(context) -> tuple[str, str]:
@@ -98,7 +107,11 @@ def monthly_statistics_release():
             engine.dispose()
         return {"period": period, "as_of": as_of, "mode": cfg.mode, "threshold": cfg.threshold}
 
-    @task(task_id="publish_release")
+    @task(
+        task_id="publish_release",
+        inlets=[facts_asset(s) for s in FACT_SOURCES],
+        outlets=[RELEASE_ASSET],
+    )
     def publish(checked: dict) -> dict:
         from datetime import date  # noqa: PLC0415
 
