@@ -198,63 +198,20 @@ def validate(run: Run, *, run_id: str | None = None) -> dict:
     checks (names, columns, counts) and rows per dataset; never a record's value.
 
     Fail closed: the caller enforces nothing on this source when ``passed`` is false
-    (the DAG's task raises ``validation.ValidationFailed``; the CLI exits 1).
+    (the DAG's task fails; the CLI exits 1), and a source without a suite raises
+    ``validation.MissingSuiteError`` instead of passing unvalidated.
     """
     from patron_privacy import validation  # noqa: PLC0415 - pandas and GX only when validating
-    from patron_privacy.warehouse import validation_row_counts, write_validation  # noqa: PLC0415
 
-    run_id = run_id or f"validate-{uuid.uuid4().hex[:12]}"
-    suite = validation.suite_for(run.source)
-    if suite is None:
-        # A source added before its suite: said out loud, never mistaken for a pass.
-        log.warning("source %s has no validation suite yet: its data is not validated", run.source)
-        return {
-            "source": run.source,
-            "run_id": run_id,
-            "as_of": run.ctx.as_of.isoformat(),
-            "passed": True,
-            "validated": False,
-            "checks": 0,
-            "failed": [],
-            "rows": {},
-            "duration_s": 0.0,
-        }
-    options = run.policy.options(run.source).get("validation")
-    thresholds = validation.Thresholds.from_options(options)
-    cc = validation.CheckContext(
-        source=run.source,
-        as_of=run.ctx.as_of,
-        thresholds=thresholds,
+    return validation.validate_and_record(
+        run.source,
+        run.source_engine,
+        run.ctx.as_of,
+        run.policy.options(run.source),
+        run.warehouse,
+        run_id=run_id or f"validate-{uuid.uuid4().hex[:12]}",
         anonymous_patron=run.ctx.anonymous_patron,
     )
-
-    def history(dataset: str) -> list[int]:
-        with run.warehouse.connect() as w:
-            return validation_row_counts(
-                w,
-                run.source,
-                dataset,
-                run.ctx.as_of,
-                thresholds.volume_history_runs,
-                validation.VOLUME,
-            )
-
-    report = validation.validate_source(suite, run.source_engine, cc, history=history)
-    report.run_id = run_id
-    with run.warehouse.begin() as w:
-        write_validation(
-            w,
-            run_id=run_id,
-            source=run.source,
-            as_of=run.ctx.as_of,
-            results=report.results,
-            recorded_at=datetime.now(),  # when the rows were written, not the run's as-of
-        )
-    out = report.as_dict()
-    if not out["passed"]:
-        for line in validation.failure_lines(out):
-            log.warning("validation failed: %s", line)
-    return out
 
 
 def record_outcome(

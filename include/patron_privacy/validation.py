@@ -62,10 +62,15 @@ from patron_privacy.thresholds import Thresholds, ValidationConfigError  # noqa:
 log = logging.getLogger("patron_privacy.validation")
 
 # Where each source's suite lives; imported only when that source is validated.
+# ``module`` (its ``SUITE``) or ``module:NAME`` when one module holds several suites.
 SUITES: dict[str, str] = {
     "koha": "patron_privacy.sources.koha.expectations",
     "libki": "patron_privacy.sources.libki.expectations",
     "evergreen": "patron_privacy.sources.evergreen.expectations",
+    "signups": "patron_privacy.sources.dropfolder.expectations:SIGNUPS",
+    "programs": "patron_privacy.sources.dropfolder.expectations:PROGRAMS",
+    "squid": "patron_privacy.sources.squid.expectations",
+    "libcal": "patron_privacy.sources.libcal.expectations",
 }
 
 KINDS = ("int", "float", "datetime", "code")
@@ -87,6 +92,7 @@ TABLE = "expect_table_to_exist"
 READABLE = "expect_dataset_to_be_readable"
 COLUMNS = "expect_table_columns_to_match_set"
 EXTRA = "expect_no_undeclared_columns"
+SET_ASIDE = "expect_input_to_be_readable"
 
 DESCRIPTIONS = {
     EXISTS: "column missing",
@@ -104,6 +110,7 @@ DESCRIPTIONS = {
     READABLE: "could not be read",
     EXTRA: "columns nobody declared",
     COLUMNS: "columns missing",
+    SET_ASIDE: "unreadable input set aside: not validated, never acted on",
 }
 
 # datetime64[ns] covers 1677-09-21 .. 2262-04-11; dates outside are clipped just
@@ -117,6 +124,11 @@ _REPLACEMENT = "\ufffd"
 
 class ValidationFailed(RuntimeError):
     """A source's extract failed validation: nothing may be enforced on it in this run."""
+
+
+class MissingSuiteError(ValidationFailed):
+    """A source has no validation suite: its data cannot be validated, so nothing may be
+    enforced on it (fail closed, never a warning that a pass is assumed)."""
 
 
 class _DecodeFailure(Exception):
@@ -181,6 +193,14 @@ class Extract:
     # they declare, so for them it is always 0.
     extra_columns: int = 0
     chunks: Iterator[pd.DataFrame] = field(default_factory=lambda: iter(()))
+    # File sources: input the source's reader refused (a malformed row, a wrong encoding,
+    # a truncated gzip, a line of the wrong format), one message each naming the file and
+    # line, never a value. That input is left out of the chunks, and the source's run
+    # leaves it exactly as it is; filled in as the chunks are read.
+    set_aside: list[str] = field(default_factory=list)
+    # How many units (files, lines) the set-aside messages stand for, and of how many.
+    set_aside_count: int = 0
+    set_aside_of: int = 0
 
 
 @dataclass(frozen=True)
@@ -216,6 +236,10 @@ class CheckResult:
     passed: bool
     # The exception's type name when a check could not be evaluated; never its message.
     error: str | None = None
+    # False for a finding that does not stop the source: input set aside (never acted on)
+    # while the rest, validated, goes ahead. Stored failed all the same, so the run does
+    # not count towards the volume history.
+    blocking: bool = True
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -245,13 +269,15 @@ class Report:
     duration_s: float = 0.0
     run_id: str | None = None
 
+    set_aside: list[str] = field(default_factory=list)
+
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.results)
+        return all(r.passed or not r.blocking for r in self.results)
 
     @property
     def failed(self) -> list[CheckResult]:
-        return [r for r in self.results if not r.passed]
+        return [r for r in self.results if not r.passed and r.blocking]
 
     def as_dict(self) -> dict:
         """What travels through XCom and the CLI's JSON: names and counts only."""
@@ -267,6 +293,8 @@ class Report:
             ],
             "rows": dict(self.rows),
             "duration_s": self.duration_s,
+            # File and line of each piece of input left out (messages name no value).
+            "set_aside": list(self.set_aside),
         }
 
 
@@ -277,8 +305,23 @@ def failure_lines(report: dict) -> list[str]:
 
 def suite_for(source: str) -> Suite | None:
     """The source's suite; None for a source nobody has written one for yet."""
-    module = SUITES.get(source)
-    return importlib.import_module(module).SUITE if module else None
+    where = SUITES.get(source)
+    if not where:
+        return None
+    module, _, name = where.partition(":")
+    return getattr(importlib.import_module(module), name or "SUITE")
+
+
+def require_suite(source: str) -> Suite:
+    """The source's suite, or :class:`MissingSuiteError`: data nobody can validate is
+    never acted on."""
+    suite = suite_for(source)
+    if suite is None:
+        raise MissingSuiteError(
+            f"source {source}: no validation suite (validation.SUITES): its data cannot be "
+            "validated, so nothing is enforced on it"
+        )
+    return suite
 
 
 # --- reading and coercion ----------------------------------------------------------------------
@@ -538,7 +581,9 @@ def _expectations(ds, frame, known, cc: CheckContext, volume: tuple[int, int | N
                     max_value=None if c.future_ok else cc.latest_possible,
                 )
             )
-        if c.allowed:
+        if c.allowed and not (isinstance(c.allowed, str) and known.get(c.allowed, ()) is None):
+            # A named set the source does not configure (None) is not checked; an empty
+            # one is, and every value fails it.
             out.append(
                 gxe.ExpectColumnValuesToBeInSet(
                     column=c.name, value_set=_value_set(frame[c.name], c, known)
@@ -672,6 +717,7 @@ def validate_dataset(
     known: Mapping[str, Collection],
     history: Sequence[int] = (),
     runner: GXRunner | None = None,
+    set_aside: list[str] | None = None,
 ) -> tuple[list[CheckResult], int]:
     """All checks of one dataset: reader counts, the GX suite, then the suite's SQL checks."""
     t = cc.thresholds
@@ -684,6 +730,13 @@ def validate_dataset(
         return [CheckResult(ds.name, TABLE, None, 1, 1, False)], 0
     rows = len(frame)
     results: list[CheckResult] = []
+    if set_aside is not None:
+        set_aside.extend(extract.set_aside)
+    if extract.set_aside_of or extract.set_aside_count:
+        n = extract.set_aside_count
+        results.append(
+            CheckResult(ds.name, SET_ASIDE, None, extract.set_aside_of, n, n == 0, blocking=False)
+        )
     if extract.extra_columns:
         results.append(CheckResult(ds.name, EXTRA, None, rows, extract.extra_columns, False))
     for c in ds.columns:
@@ -746,15 +799,30 @@ def validate_source(
     runner = GXRunner(cc.source)
     results: list[CheckResult] = []
     rows: dict[str, int] = {}
+    set_aside: list[str] = []
     for ds in suite.datasets:
         if datasets is not None and ds.name not in datasets:
             continue
         res, n = validate_dataset(
-            suite, handle, ds, cc, known=known, history=history(ds.name), runner=runner
+            suite,
+            handle,
+            ds,
+            cc,
+            known=known,
+            history=history(ds.name),
+            runner=runner,
+            set_aside=set_aside,
         )
         results.extend(res)
         rows[ds.name] = n
-    report = Report(cc.source, cc.as_of, results, rows, round(time.perf_counter() - started, 3))
+    report = Report(
+        cc.source,
+        cc.as_of,
+        results,
+        rows,
+        round(time.perf_counter() - started, 3),
+        set_aside=set_aside,
+    )
     log.info(
         "source %s: validation %s: %d checks, %d failed, rows %s",
         cc.source,
@@ -764,6 +832,57 @@ def validate_source(
         rows,
     )
     return report
+
+
+def validate_and_record(
+    source: str,
+    handle,
+    as_of: datetime,
+    options: Mapping | None,
+    warehouse: Engine,
+    *,
+    run_id: str,
+    anonymous_patron: int | None = None,
+) -> dict:
+    """Run the source's suite on ``handle`` and store the result (counts only) in the
+    warehouse's ``validation_runs``; the volume check reads the same table's history.
+
+    Every kind of source comes through here (a database, a folder of exports, a log
+    folder, what an API answered), so they are validated, stored and reported alike.
+    Raises :class:`MissingSuiteError` for a source without a suite.
+    """
+    from patron_privacy.warehouse import validation_row_counts, write_validation  # noqa: PLC0415
+
+    suite = require_suite(source)
+    thresholds = Thresholds.from_options((options or {}).get("validation"))
+    cc = CheckContext(
+        source=source, as_of=as_of, thresholds=thresholds, anonymous_patron=anonymous_patron
+    )
+
+    def history(dataset: str) -> list[int]:
+        with warehouse.connect() as w:
+            return validation_row_counts(
+                w, source, dataset, as_of, thresholds.volume_history_runs, VOLUME
+            )
+
+    report = validate_source(suite, handle, cc, history=history)
+    report.run_id = run_id
+    with warehouse.begin() as w:
+        write_validation(
+            w,
+            run_id=run_id,
+            source=source,
+            as_of=as_of,
+            results=report.results,
+            recorded_at=datetime.now(),  # when the rows were written, not the run's as-of
+        )
+    out = report.as_dict()
+    for line in out["set_aside"]:
+        log.warning("set aside (not validated, left as it is): %s", line)
+    if not out["passed"]:
+        for line in failure_lines(out):
+            log.warning("validation failed: %s", line)
+    return out
 
 
 # --- helpers for SQL sources -------------------------------------------------------------------

@@ -289,7 +289,8 @@ def test_cli_enforce_and_verify_for_a_file_source(world, capsys, tmp_path):
         __import__("file_source_builders").policy_text(root), encoding="utf-8"
     )
     write_csv(root / "signups/a.csv", SIGNUP_HEADER, [
-        signup_row(1, "29990051", "Nia Cli", AS_OF - 10 * D),
+        # Two days old: past the strip window, and fresh enough for validation (7 days).
+        signup_row(1, "29990051", "Nia Cli", AS_OF - 2 * D),
     ])  # fmt: skip
     args = ["--source", "signups", "--as-of", "2026-11-30", "--policy", str(tmp_path / "policy.yaml")]  # noqa: E501
     assert cli.main(["enforce", *args, "--dry-run"]) == 0

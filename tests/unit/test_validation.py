@@ -219,7 +219,9 @@ def test_good_koha_passes_with_counts_only(koha):
         "failed",
         "rows",
         "duration_s",
+        "set_aside",
     }
+    assert as_dict["set_aside"] == []  # a database source sets nothing aside
     for r in report.results:
         assert set(r.as_dict()) == {
             "dataset",
@@ -229,6 +231,7 @@ def test_good_koha_passes_with_counts_only(koha):
             "unexpected_count",
             "passed",
             "error",
+            "blocking",
         }
         assert isinstance(r.element_count, int) and isinstance(r.unexpected_count, int)
     checks = {r.check for r in report.results}

@@ -2,8 +2,10 @@
 
 Called by ``patron_privacy.cli`` when the source is a file source; the same
 arguments, output and exit status as for a database source: 0 on success, 1
-when verification finds records past their window that still identify (or a
-file could not be read), 2 when the run could not start.
+when validation fails (nothing is changed), verification finds records past
+their window that still identify, or a file or line could not be read (it is
+named, set aside and left as it is; the rest goes on), 2 when the run could
+not start. ``enforce`` validates first, as for a database.
 """
 
 from __future__ import annotations
@@ -28,9 +30,30 @@ def run(args, mode: str) -> int:
 
     policy = load_policy(args.policy)
     as_of = as_of_from_date(args.as_of, policy.timezone)
-    dry_run = mode == "validate" or bool(getattr(args, "dry_run", False))
-    prefix = "verify" if mode == "verify" else ("dryrun" if dry_run else "enforce")
+    dry_run = bool(getattr(args, "dry_run", False))
+    prefix = mode if mode in ("verify", "validate") else ("dryrun" if dry_run else "enforce")
     run_id = args.run_id or f"cli-{prefix}-{uuid.uuid4().hex[:12]}"
+    invalid = False
+    if mode in ("validate", "enforce"):
+        # Fail closed, as for a database: files are changed only after the suite passed.
+        report = runner.validate_source(args.source, as_of, run_id, policy=policy)
+        for line in report["set_aside"]:
+            print(f"error: set aside, left as it is: {line}", file=sys.stderr)
+        if mode == "validate":
+            rows = ", ".join(f"{k}={v}" for k, v in report["rows"].items())
+            print(f"{report['source']}: {report['checks']} checks, rows: {rows}")
+            if getattr(args, "json", False):
+                print(json.dumps(report, default=str))
+        if not report["passed"]:
+            invalid = True
+            cli._validation_failed(report, args)  # noqa: SLF001 - the CLI's one report format
+            if mode == "enforce" and not dry_run:
+                print("error: nothing was changed: validation failed", file=sys.stderr)
+            if mode == "validate" or not dry_run:
+                return EXIT_FINDINGS
+        elif mode == "validate":
+            print(f"validation passed (run {report['run_id']})")
+            return EXIT_FINDINGS if report["set_aside"] else 0
     if mode == "verify":
         results = runner.verify_source(args.source, as_of, run_id, policy=policy)
     else:
@@ -61,4 +84,4 @@ def run(args, mode: str) -> int:
         return EXIT_FINDINGS
     if mode == "verify" and not _problems(results):
         print("verification passed: nothing past its window still identifies a patron")
-    return EXIT_FINDINGS if _problems(results) else 0
+    return EXIT_FINDINGS if _problems(results) or invalid else 0

@@ -228,7 +228,8 @@ def run_folder(
             remove_stale_temps(spec.path)
     holds = setup.load_holds()
     out = Outcome()
-    facts = module.Facts(source_name, _pseudonymizer(setup), as_of) if mode == "enforce" else None
+    record = mode in ("enforce", "facts")
+    facts = module.Facts(source_name, _pseudonymizer(setup), as_of) if record else None
     scans = []
     for spec in specs:
         for path in csvfiles.list_files(spec):
@@ -239,6 +240,8 @@ def run_folder(
             if scan.error:
                 out.errors.append(scan.error)
     out.before = _sum([s.tallies for _, s in scans], rules)
+    if mode == "facts":
+        return _facts_only(setup, module.FACT_TABLE, facts.finish(), out)
     if mode != "enforce":
         return _finish(setup, mode, out, run_id, started)
 
@@ -274,6 +277,14 @@ def run_folder(
         rules,
     )
     return _finish(setup, mode, out, run_id, started)
+
+
+def _facts_only(setup: Setup, table, rows: list[dict], out: Outcome) -> dict:
+    """Facts from every readable file, nothing changed, no audit row (the DAG's facts step;
+    the enforcing step that follows records the same facts again, ignored as duplicates)."""
+    written = _write_facts(setup, table, rows)
+    log.info("source %s: %d new facts recorded", setup.source, written)
+    return {"facts_recorded": written, "files_set_aside": len(out.errors)}
 
 
 def _describe(display: str, exc: Exception) -> str:
@@ -338,11 +349,12 @@ def run_squid(
     if not cfg.folder.is_dir():
         raise FileSourceError(f"source {source_name}: folder {cfg.folder} does not exist")
     enforce = mode == "enforce"
+    record = enforce or mode == "facts"
     if enforce:
         remove_stale_temps(cfg.folder)
     plan = accesslog.Plan.of(setup.rules, as_of, setup.load_holds(), setup.zone)
     out = Outcome()
-    facts = accesslog.FactsAgg() if enforce else None
+    facts = accesslog.FactsAgg() if record else None
     scans = []
     try:
         for path in cfg.files():
@@ -352,6 +364,9 @@ def run_squid(
             if scan.error:
                 out.errors.append(scan.error)
         out.before = _sum([s.tallies for s in scans], setup.rules)
+        if mode == "facts":
+            rows = facts.rows(cfg, source_name, _pseudonymizer(setup))
+            return _facts_only(setup, internet_use_facts, rows, out)
         if not enforce:
             return _finish(setup, mode, out, run_id, started)
         try:
@@ -419,6 +434,48 @@ def run_source(
     if source_name in SQUID_SOURCES:
         return run_squid(as_of, run_id, dry_run, source_name=source_name, policy=policy)
     return run_folder(source_name, as_of, run_id, dry_run, policy=policy)
+
+
+def record_facts(source_name: str, as_of: datetime, *, policy: Policy | str | None = None) -> dict:
+    """Read every file and record its facts in the warehouse; change nothing, audit nothing.
+
+    The nightly DAG's facts step, so its asset event means the facts are there before
+    any file changes. Facts are keyed, so the enforcing run's own recording of the same
+    records adds nothing twice."""
+    if source_name in SQUID_SOURCES:
+        return run_squid(as_of, "", source_name=source_name, policy=policy, mode="facts")
+    return run_folder(source_name, as_of, "", policy=policy, mode="facts")
+
+
+def validate_source(
+    source_name: str, as_of: datetime, run_id: str, *, policy: Policy | str | None = None
+) -> dict:
+    """Run the source's validation suite on its files as the run will read them, and store
+    the result (counts only) in ``validation_runs``. Files or lines the reader refuses are
+    set aside (named by file and line in ``set_aside``), not failures of the source."""
+    from patron_privacy import validation  # noqa: PLC0415 - pandas and GX only when validating
+
+    setup = _setup(source_name, as_of, policy)
+    if source_name in SQUID_SOURCES:
+        from patron_privacy.sources.squid import accesslog  # noqa: PLC0415
+        from patron_privacy.sources.squid.expectations import Logs  # noqa: PLC0415
+
+        cfg = accesslog.SquidConfig.from_options(setup.options, setup.zone)
+        if not cfg.folder.is_dir():
+            raise FileSourceError(f"source {source_name}: folder {cfg.folder} does not exist")
+        handle = Logs(cfg)
+    else:
+        from patron_privacy.sources.dropfolder.expectations import Folders  # noqa: PLC0415
+        from patron_privacy.sources.dropfolder.kinds import folder_specs  # noqa: PLC0415
+
+        specs = tuple(folder_specs(setup.options))
+        for spec in specs:
+            if not spec.path.is_dir():
+                raise FileSourceError(f"source {source_name}: folder {spec.path} does not exist")
+        handle = Folders(_folder_module(source_name).KIND, specs, setup.zone, as_of)
+    return validation.validate_and_record(
+        source_name, handle, as_of, setup.options, setup.warehouse, run_id=run_id
+    )
 
 
 def verify_source(

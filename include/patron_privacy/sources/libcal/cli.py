@@ -25,7 +25,17 @@ def run(args) -> int:
     policy = load_policy(args.policy)
     as_of = as_of_from_date(args.as_of, policy.timezone)
     run_id = args.run_id or f"cli-libcal-{uuid.uuid4().hex[:12]}"
-    out = run_libcal(as_of, run_id, policy=policy, dry_run=bool(getattr(args, "dry_run", False)))
+    from patron_privacy.validation import ValidationFailed  # noqa: PLC0415
+
+    try:
+        out = run_libcal(
+            as_of, run_id, policy=policy, dry_run=bool(getattr(args, "dry_run", False))
+        )
+    except ValidationFailed as exc:
+        # Fail closed: nothing recorded or counted from an answer that failed its suite.
+        cli._validation_failed(exc.report, args)  # noqa: SLF001 - the CLI's one report format
+        print("error: nothing was recorded: validation failed", file=sys.stderr)
+        return EXIT_FINDINGS
     print(
         f"libcal: {out['events']} events read ({out['events_with_registration']} with "
         f"registration), {out['registrations_read']} registrations counted in memory, "
@@ -50,6 +60,30 @@ def run(args) -> int:
     if getattr(args, "alert", False):
         cli._send_alert(libcal_alert(out))  # noqa: SLF001 - the CLI's one delivery helper
     return EXIT_FINDINGS
+
+
+def validate(args) -> int:
+    """``validate --source libcal``: read LibCal, run its suite, store the counts."""
+    from patron_privacy import cli  # noqa: PLC0415
+    from patron_privacy.policy import load_policy  # noqa: PLC0415
+    from patron_privacy.sources.libcal.connector import validate_libcal  # noqa: PLC0415
+    from patron_privacy.timebase import as_of_from_date  # noqa: PLC0415
+
+    policy = load_policy(args.policy)
+    as_of = as_of_from_date(args.as_of, policy.timezone)
+    run_id = args.run_id or f"cli-validate-{uuid.uuid4().hex[:12]}"
+    report = validate_libcal(as_of, run_id, policy=policy)
+    rows = ", ".join(f"{k}={v}" for k, v in report["rows"].items())
+    print(f"{report['source']}: {report['checks']} checks, rows: {rows}")
+    if getattr(args, "json", False):
+        print(json.dumps(report, default=str))
+    for line in report["set_aside"]:
+        print(f"error: request failed, left out: {line}", file=sys.stderr)
+    if not report["passed"]:
+        cli._validation_failed(report, args)  # noqa: SLF001 - the CLI's one report format
+        return EXIT_FINDINGS
+    print(f"validation passed (run {report['run_id']})")
+    return EXIT_FINDINGS if report["set_aside"] else 0
 
 
 def add_commands(sub) -> None:

@@ -481,26 +481,26 @@ def run_libcal(
     }
     windows = [r.cutoff_delta for r in rules] or [parse_duration("P30D").delta]
     try:
-        with endpoint() as ep:
-            opts = {**DEFAULT_OPTIONS, **ep.extra, **pol.options(SOURCE)}
-            if not opts.get("calendars"):
-                raise connections.ConnectionConfigError(
-                    "libcal: no calendars to read (set calendars, a list of cal_id, in the "
-                    "libcal_api connection's extra or in sources.libcal of the policy)"
-                )
-            client_opts = Options.from_mapping(
-                {k: opts[k] for k in opts if k in Options.__dataclass_fields__}
-            )
-            client = LibCalClient(ep.base_url, ep.client_id, ep.client_secret, client_opts)
-            lookback = parse_duration(opts["lookback"]).delta
-            oldest_cutoff = min(as_of - w for w in windows)
-            start = (oldest_cutoff - lookback).date()
-            client.authenticate()
-            h = harvest(client, list(opts["calendars"]), start, as_of.date())
-            summary["requests"], summary["retries"] = client.requests_made, client.retries
+        h, opts, summary["requests"], summary["retries"] = read_vendor(pol, as_of)
     except (LibCalError, connections.ConnectionConfigError) as exc:
         _audit_failure(rules, as_of, run_id, str(exc), pol, warehouse, write_audit)
         raise
+    # Fail closed on exactly what this run read: nothing is recorded or counted from an
+    # answer that does not pass the suite.
+    report = _validate(h, zone, as_of, pol, warehouse, run_id)
+    summary["validation"] = {k: report[k] for k in ("passed", "checks", "failed", "rows")}
+    if not report["passed"]:
+        from patron_privacy.validation import ValidationFailed, failure_lines  # noqa: PLC0415
+
+        h.registrants.clear()
+        h.events.clear()
+        _audit_failure(rules, as_of, run_id, "data validation failed", pol, warehouse, write_audit)
+        exc = ValidationFailed(
+            "libcal: data validation failed, nothing recorded: "
+            + "; ".join(failure_lines(report)[:10])
+        )
+        exc.report = report
+        raise exc
     summary["errors"] = list(h.errors)
     summary["request_errors"] = len(h.errors)
     summary["events"] = len(h.events)
@@ -575,6 +575,60 @@ def run_libcal(
     if send_alert and not summary["passed"]:
         summary["alert"] = alerts.send(libcal_alert(summary))
     return summary
+
+
+def read_vendor(pol, as_of: datetime) -> tuple[Harvest, dict, int, int]:
+    """One read of LibCal for a run as of ``as_of``: (harvest, options, requests, retries).
+
+    Raises ``LibCalError`` or ``ConnectionConfigError`` when nothing can be read."""
+    rules = pol.rules_for(SOURCE)
+    windows = [r.cutoff_delta for r in rules] or [parse_duration("P30D").delta]
+    with endpoint() as ep:
+        opts = {**DEFAULT_OPTIONS, **ep.extra, **pol.options(SOURCE)}
+        if not opts.get("calendars"):
+            raise connections.ConnectionConfigError(
+                "libcal: no calendars to read (set calendars, a list of cal_id, in the "
+                "libcal_api connection's extra or in sources.libcal of the policy)"
+            )
+        client_opts = Options.from_mapping(
+            {k: opts[k] for k in opts if k in Options.__dataclass_fields__}
+        )
+        client = LibCalClient(ep.base_url, ep.client_id, ep.client_secret, client_opts)
+        lookback = parse_duration(opts["lookback"]).delta
+        oldest_cutoff = min(as_of - w for w in windows)
+        start = (oldest_cutoff - lookback).date()
+        client.authenticate()
+        h = harvest(client, list(opts["calendars"]), start, as_of.date())
+        return h, opts, client.requests_made, client.retries
+
+
+def _validate(h: Harvest, zone, as_of: datetime, pol, warehouse, run_id: str) -> dict:
+    from patron_privacy.sources.libcal.expectations import Answered  # noqa: PLC0415
+    from patron_privacy.validation import validate_and_record  # noqa: PLC0415
+
+    report = validate_and_record(
+        SOURCE, Answered(h, zone), as_of, pol.options(SOURCE), warehouse, run_id=run_id
+    )
+    report["set_aside"] = [*report["set_aside"], *h.errors]  # failed requests: left out
+    return report
+
+
+def validate_libcal(as_of: datetime, run_id: str, *, policy=None) -> dict:
+    """Read LibCal and run its suite on the answer, storing counts in ``validation_runs``;
+    records no fact and counts nothing at the vendor. The nightly DAG's first step, and
+    ``validate --source libcal``; the run itself validates its own read again."""
+    from patron_privacy.policy import Policy, load_policy  # noqa: PLC0415
+    from patron_privacy.warehouse import create_warehouse  # noqa: PLC0415
+
+    pol = policy if isinstance(policy, Policy) else load_policy(policy)
+    warehouse = connections.engine_for(connections.WAREHOUSE_DB)
+    create_warehouse(warehouse)
+    h, _, _, _ = read_vendor(pol, as_of)
+    try:
+        return _validate(h, library_zone(pol.timezone), as_of, pol, warehouse, run_id)
+    finally:
+        h.registrants.clear()
+        h.events.clear()
 
 
 def _audit_failure(rules, as_of, run_id, message, pol, warehouse, write_audit) -> None:
