@@ -149,6 +149,12 @@ def wiring_problems(doc: dict) -> list[str]:
         for key, value in want.items():
             if env.get(key) != value:
                 out.append(f"{name}: {key} is not {value}")
+        home = env.get("PATRON_PRIVACY_HOME", "")
+        mounts = [v for v in svc.get("volumes") or [] if isinstance(v, str)]
+        if not any(
+            v.split(":")[1:2] == [home] and v.split(":")[0] in named_volumes for v in mounts
+        ):
+            out.append(f"{name}: PATRON_PRIVACY_HOME is not on a shared named volume")
         if not env.get("AIRFLOW__API_AUTH__JWT_SECRET"):
             out.append(f"{name}: no shared AIRFLOW__API_AUTH__JWT_SECRET")
         for key, host in (
@@ -332,6 +338,10 @@ def _set_env(service: str, key: str, value: str | None):
         (
             _set_env("airflow-apiserver", "AIRFLOW__API_AUTH__JWT_SECRET", None),
             "airflow-apiserver: no shared AIRFLOW__API_AUTH__JWT_SECRET",
+        ),
+        (
+            _set_env("airflow-worker", "PATRON_PRIVACY_HOME", "/tmp/pp"),
+            "airflow-worker: PATRON_PRIVACY_HOME is not on a shared named volume",
         ),
         (
             lambda d: d["services"]["mailcatcher"].pop("healthcheck"),
