@@ -583,6 +583,7 @@ table{border-collapse:collapse;margin:4px 0 8px}
 th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f6f8fa;font-weight:600}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
+td:first-child,td.nowrap{white-space:nowrap}
 .badge{display:inline-block;border-radius:10px;padding:0 8px;font-size:12px;border:1px solid}
 details summary{cursor:pointer;color:#0969da}
 details.run{margin:10px 0}
@@ -705,7 +706,8 @@ def _last_runs(d: PageData) -> str:
             f" · recorded {_e(_when(s.recorded_at))}</p>"
         )
         rows = []
-        for c in s.categories:
+        # Findings and failures first: the rows someone has to act on.
+        for c in sorted(s.categories, key=lambda c: not (c.remaining or c.error)):
             kept = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in sorted(c.kept.items()) if v)
             verdict_cls = "bad" if c.remaining or c.error else "ok"
             finding = "vendor still holds" if s.vendor_held else "still identifying"
@@ -781,6 +783,15 @@ def _legal(d: PageData) -> str:
     )
 
 
+def _generated(value: str) -> str:
+    """``2026-11-30T05:12:32+00:00`` -> ``2026-11-30 05:12 UTC`` (manifests are in UTC)."""
+    try:
+        t = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return str(value or "")
+    return f"{t:%Y-%m-%d %H:%M}" + (" UTC" if t.utcoffset() == timedelta(0) else "")
+
+
 def _releases(d: PageData, base: str) -> str:
     if not d.releases:
         return '<p class="muted">No statistics release published yet.</p>'
@@ -803,7 +814,7 @@ def _releases(d: PageData, base: str) -> str:
         )
         rows.append(
             f'<tr data-period="{_e(period)}"><td>{_e(period)}</td><td>{_e(rel["release"])}</td>'
-            f"<td>{_e(rel['generated_at'])}</td>"
+            f"<td>{_e(_generated(rel['generated_at']))}</td>"
             f"<td>{_badge('passed' if audit else 'FAILED', 'ok' if audit else 'bad')} "
             f"{_n(rel['suppressed_cells'])} suppressed cells ({_e(rel['mode'])})</td>"
             f"<td>{_badge('passed' if gate else 'not passed', 'ok' if gate else 'bad')}</td>"
@@ -820,6 +831,13 @@ def _chart(title: str, days: list[date], series: dict[str, list[int | None]], id
     w, h, left, bottom, top = 720, 150, 46, 20, 8
     if not days or not series:
         return f'<p class="muted" id="{ident}">{_e(title)}: no history yet.</p>'
+    if len(days) < 2:  # one night is a number, not a trend
+        values = ", ".join(f"{src} {_n(v[-1])}" for src, v in sorted(series.items()))
+        return (
+            f'<p id="{ident}"><b>{_e(title)}</b><br><span class="muted">one night recorded '
+            f"so far ({days[0]:%Y-%m-%d}): {_e(values)}; the chart starts with the second."
+            "</span></p>"
+        )
     peak = max((v for vals in series.values() for v in vals if v is not None), default=0) or 1
     n = len(days)
 
