@@ -37,8 +37,13 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, text
 
-# What a run waits for another run of its source before refusing (seconds).
+# What a run waits for another run of its source before refusing (seconds);
+# PATRON_PRIVACY_LOCK_WAIT_S changes it (0: refuse at once).
 DEFAULT_WAIT_S = 60.0
+
+
+def lock_wait_s() -> float:
+    return float(os.environ.get("PATRON_PRIVACY_LOCK_WAIT_S", DEFAULT_WAIT_S))
 
 
 class LockBusy(RuntimeError):
@@ -135,15 +140,17 @@ def warehouse_lock(
     except BaseException:
         conn.close()
         raise
-    released = False
     try:
         yield Held(name, conn)
-        released = bool(conn.execute(give).scalar())
-        conn.commit()
     finally:
+        try:
+            released = bool(conn.execute(give).scalar())
+            conn.commit()
+        except Exception:  # noqa: BLE001 - a lost session: the server released the lock
+            released = False
         if not released:
-            # The session may still hold the lock (an error above): never hand it back
-            # to the pool, where another run's work would inherit it.
+            # Never hand a session that may still hold the lock back to the pool, where
+            # another run's work would inherit it.
             conn.invalidate()
         conn.close()
 

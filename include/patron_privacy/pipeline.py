@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import Engine, select
@@ -23,6 +23,7 @@ from patron_privacy.engine import (
     inspect_rule,
 )
 from patron_privacy.facts import Pseudonymizer, write_circulation_facts
+from patron_privacy.locks import Held, lock_wait_s, run_lock_name, warehouse_lock
 from patron_privacy.policy import Policy, load_policy
 from patron_privacy.warehouse import (
     create_warehouse,
@@ -86,10 +87,16 @@ def open_run(source: str, as_of: datetime, policy: Policy | str | None = None) -
 
 
 def extract_facts(run: Run) -> dict:
-    """Facts for everything returned since the last run's as-of (the watermark)."""
+    """Facts for everything returned since the last run's as-of (the watermark), under
+    the source's run lock (see ``enforce``)."""
     connector = sources.connector(run.source)
     if connector.extract_facts is None:
         return {"facts_recorded": 0}
+    with warehouse_lock(run.warehouse, run_lock_name(run.source), wait_s=lock_wait_s()):
+        return _extract_facts(run, connector)
+
+
+def _extract_facts(run: Run, connector) -> dict:
     with run.warehouse.connect() as w:
         since = w.execute(
             select(fact_watermarks.c.high_water).where(
@@ -139,18 +146,44 @@ def _log(run: Run, r: CategoryResult) -> None:
 
 
 def enforce(run: Run, *, dry_run: bool) -> list[dict]:
-    """Apply (or preview) every rule of the source; one category's failure stops the rest."""
+    """Apply (or preview) every rule of the source; one category's failure stops the rest.
+
+    A real run holds the source's run lock (``patron_privacy.locks``) throughout: a second
+    run of the same source started meanwhile waits ``lock_wait_s()`` and then refuses
+    with ``LockBusy``, having done nothing; if it gets the lock after the first finished,
+    it finds nothing left to change. The lock is checked before every batch, so a run
+    whose lock session was lost stops instead of going on unguarded. A dry run changes
+    nothing and takes no lock.
+    """
     rules = run.rules
     if dry_run:
         results = [inspect_rule(run.source_engine, rule, run.ctx, "dry_run") for rule in rules]
         for r in results:
             _log(run, r)
         return [r.as_dict() for r in results]
+    with warehouse_lock(run.warehouse, run_lock_name(run.source), wait_s=lock_wait_s()) as held:
+        return _enforce(run, held)
+
+
+def _guarded(ctx: Context, held: Held) -> Context:
+    """The run's context with the lock checked each time the engine starts a batch."""
+    load = ctx.holds_loader
+
+    def holds_loader():
+        held.check()
+        return load()
+
+    return replace(ctx, holds_loader=holds_loader)
+
+
+def _enforce(run: Run, held: Held) -> list[dict]:
+    rules = run.rules
+    ctx = _guarded(run.ctx, held)
     by_name: dict[str, CategoryResult] = {}
     todo = rules
     for _ in range(MAX_PASSES):
         for rule in todo:
-            r = enforce_rule(run.source_engine, rule, run.ctx, batch_size=run.batch_size)
+            r = enforce_rule(run.source_engine, rule, ctx, batch_size=run.batch_size)
             earlier = by_name.get(rule.category.name)
             if earlier is not None:
                 r.changed += earlier.changed
