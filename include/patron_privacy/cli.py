@@ -432,6 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
     from patron_privacy import warehouse_cli  # noqa: PLC0415 - warehouse upgrade|current
 
     warehouse_cli.add_commands(sub)
+
+    from patron_privacy import keys_cli  # noqa: PLC0415 - keys status
+
+    keys_cli.add_commands(sub)
     return p
 
 
