@@ -127,3 +127,17 @@ def test_every_registration_rule_runs_after_expired_patrons_in_the_shipped_polic
     first = order.index("expired_patrons")
     for d in PATRON_DEPENDENTS:
         assert order.index(d.name) > first, d.name
+
+
+def test_registration_extras_of_a_patron_no_longer_in_borrowers_go(koha):
+    """Deleted outside Koha's cascade (or with keys off): the rows name someone who is gone."""
+    from sqlalchemy import delete
+
+    with koha.begin() as c:
+        c.execute(delete(T["borrowers"]).where(T["borrowers"].c.borrowernumber == 53))
+    assert _dependent_rows(koha, 53)
+    ctx = Context(as_of=AS_OF, anonymous_patron=ANON)
+    for rule in _rules({d.name for d in PATRON_DEPENDENTS}):
+        enforce_rule(koha, rule, ctx)
+    assert _dependent_rows(koha, 53) == {}
+    assert _dependent_rows(koha, P)
