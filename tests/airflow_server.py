@@ -108,23 +108,29 @@ class AirflowServer:
         )
         if migrate.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{migrate.stderr[-3000:]}")
-        commands = {
+        for name, args in self.commands().items():
+            self.launch(name, args, env)
+        self.wait_for(self._healthy, START_TIMEOUT, "the API server to answer")
+
+    def commands(self) -> dict[str, list[str]]:
+        """The Airflow components to run, by name (a subclass adds workers)."""
+        return {
             "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(self.port)],
             "scheduler": ["scheduler"],
             "dag-processor": ["dag-processor"],
         }
-        for name, args in commands.items():
-            log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-            self.procs[name] = subprocess.Popen(
-                [_airflow(), *args],
-                env=env,
-                cwd=self.root,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, ended as one in stop()
-            )
-            log.close()
-        self.wait_for(self._healthy, START_TIMEOUT, "the API server to answer")
+
+    def launch(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        self.procs[name] = subprocess.Popen(
+            [_airflow(), *args],
+            env=env,
+            cwd=self.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, ended as one in stop()
+        )
+        log.close()
 
     def _healthy(self) -> bool:
         for name, proc in self.procs.items():
@@ -156,7 +162,7 @@ class AirflowServer:
 
     def tails(self, n: int = 3000) -> str:
         out = []
-        for name in ("api-server", "scheduler", "dag-processor"):
+        for name in self.procs or self.commands():
             path = self.root / f"{name}.log"
             if path.exists():
                 out.append(f"--- {name} (tail) ---\n{path.read_text(errors='replace')[-n:]}")
