@@ -1,15 +1,25 @@
-"""The nightly retention DAG, built the same way for every database source.
+"""The nightly retention DAG, built the same way for every source.
 
 Each source's DAG file holds its own runbook (its docstring) and calls
-:func:`nightly_retention_dag`; the tasks are the same steps as the CLI's
-(``pipeline``), so a source adds a connector, never a second DAG shape:
+:func:`nightly_retention_dag`; the tasks are the same steps as the CLI's,
+so a source adds a connector and a validation suite, never a second DAG shape:
 
     validate → record facts → enforce → verify → audit (always)
+    + a check that every personal table is classified, and a task that fails
+      the run when any check failed
+
+What each task calls depends on the source's kind (``nightly_steps``): a
+database the engine changes in place (Koha, Evergreen, Libki), files (drop
+folders of exports, Squid logs: ``files.runner``), or a hosted vendor whose
+API cannot delete (LibCal: no enforce task; the facts task reads, validates,
+records and counts what the vendor still holds, from one read).
 
 Validation failing stops that source's run before anything changes (fail
-closed); the audit step always runs and records what happened, also when
-the source could not be opened. Only names and counts cross task
-boundaries (XCom).
+closed), and a source without a suite fails the same way; input a file
+source cannot read is set aside (left as it is, named by file and line)
+while the rest goes on, and the run then ends failed. The audit step always
+runs and records what happened, also when the source could not be opened.
+Only names and counts cross task boundaries (XCom).
 """
 
 from __future__ import annotations
@@ -26,6 +36,10 @@ VERIFY = "verify_nothing_past_its_window_identifies"
 AUDIT = "write_audit_rows"
 INVENTORY = "check_every_personal_table_is_classified"
 FAIL_RUN = "fail_the_run_if_a_check_failed"
+
+# The kind of each source that is not a database the engine changes in place (see
+# ``nightly_steps``, which this module must not import at parse time: it loads the policy).
+KINDS = {"signups": "files", "programs": "files", "squid": "files", "libcal": "vendor"}
 
 
 def facts_asset(source: str) -> Asset:
@@ -49,19 +63,31 @@ def _alert(source: str):
     return callback
 
 
-def _open(source: str):
-    from patron_privacy import pipeline  # noqa: PLC0415 - not at parse time
-    from patron_privacy.dag_defaults import run_as_of  # noqa: PLC0415
+def _step(source: str):
+    """(the source's steps, this run's RunInfo, the task context) — at run time only."""
+    from patron_privacy.dag_defaults import effective_dry_run, run_as_of  # noqa: PLC0415
+    from patron_privacy.nightly_steps import RunInfo, steps_for  # noqa: PLC0415
     from patron_privacy.policy import load_policy  # noqa: PLC0415
 
     context = get_current_context()
     policy = load_policy()
-    as_of = run_as_of(context, policy.timezone)
-    return pipeline.open_run(source, as_of, policy), context
+    info = RunInfo(
+        source=source,
+        as_of=run_as_of(context, policy.timezone),
+        run_id=context["run_id"],
+        dry_run=effective_dry_run(context),
+        policy=policy,
+    )
+    return steps_for(source), info, context
 
 
 def nightly_retention_dag(source: str, *, doc_md: str, tag: Tag, schedule: str = "30 2 * * *"):
-    """Build ``<source>_nightly_retention``; call it at module level in a DAG file."""
+    """Build ``<source>_nightly_retention``; call it at module level in a DAG file.
+
+    The source's kind (``KINDS``) decides what each task calls and whether there is an
+    enforce step; the shape, task ids, params, assets and alerts are the same for all.
+    """
+    kind = KINDS.get(source, "engine")
 
     @dag(
         dag_id=f"{source}_nightly_retention",
@@ -95,11 +121,10 @@ def nightly_retention_dag(source: str, *, doc_md: str, tag: Tag, schedule: str =
         def validate() -> dict:
             from airflow.sdk.exceptions import AirflowFailException  # noqa: PLC0415
 
-            from patron_privacy import pipeline  # noqa: PLC0415
             from patron_privacy.validation import failure_lines  # noqa: PLC0415
 
-            run, context = _open(source)
-            report = pipeline.validate(run, run_id=context["run_id"])
+            steps, info, context = _step(source)
+            report = steps.validate(info)  # a source without a suite raises: fail closed
             context["ti"].xcom_push(key="validation", value=report)  # the alert reads it
             if not report["passed"]:
                 # No retry: bad data does not fix itself in five minutes.
@@ -107,7 +132,11 @@ def nightly_retention_dag(source: str, *, doc_md: str, tag: Tag, schedule: str =
                     f"{source}: data validation failed, nothing enforced: "
                     + "; ".join(failure_lines(report)[:10])
                 )
-            return {"passed": True, "rows": report.get("rows", {})}
+            return {
+                "passed": True,
+                "rows": report.get("rows", {}),
+                "set_aside": len(report.get("set_aside") or []),
+            }
 
         @task(task_id=INVENTORY, on_failure_callback=[on_task_failure])
         def inventory() -> dict:
@@ -123,62 +152,88 @@ def nightly_retention_dag(source: str, *, doc_md: str, tag: Tag, schedule: str =
             # rules already in the policy still run tonight.
             return assert_all_classified(source)
 
-        @task(task_id=FACTS, outlets=[facts_asset(source)])
+        # The vendor kind reads, validates and counts in this one step: it alerts.
+        @task(
+            task_id=FACTS,
+            outlets=[facts_asset(source)],
+            on_failure_callback=alert if kind == "vendor" else [on_task_failure],
+        )
         def record_facts(validated: dict) -> dict:
-            from patron_privacy import pipeline  # noqa: PLC0415
-            from patron_privacy.dag_defaults import effective_dry_run  # noqa: PLC0415
+            from airflow.sdk.exceptions import AirflowFailException  # noqa: PLC0415
 
-            run, context = _open(source)
-            if effective_dry_run(context):
-                return {"facts_recorded": 0, "dry_run": True}
-            return pipeline.extract_facts(run)
+            from patron_privacy.validation import ValidationFailed, failure_lines  # noqa: PLC0415
+
+            steps, info, context = _step(source)
+            try:
+                return steps.facts(info)
+            except ValidationFailed as exc:
+                report = getattr(exc, "report", None)
+                if report is None:
+                    raise
+                context["ti"].xcom_push(key="validation", value=report)
+                raise AirflowFailException(
+                    f"{source}: data validation failed, nothing recorded: "
+                    + "; ".join(failure_lines(report)[:10])
+                ) from None
 
         @task(task_id=ENFORCE)
         def enforce(facts: dict) -> list[dict]:
-            from patron_privacy import pipeline  # noqa: PLC0415
-            from patron_privacy.dag_defaults import effective_dry_run  # noqa: PLC0415
-
-            run, context = _open(source)
-            return pipeline.enforce(run, dry_run=effective_dry_run(context))
+            steps, info, _ = _step(source)
+            return steps.enforce(info)
 
         @task(task_id=VERIFY, on_failure_callback=alert)
-        def verify(enforced: list[dict]) -> list[dict]:
-            from patron_privacy import pipeline  # noqa: PLC0415
-            from patron_privacy.dag_defaults import effective_dry_run  # noqa: PLC0415
+        def verify(upstream) -> list[dict]:
+            from airflow.sdk.exceptions import AirflowFailException  # noqa: PLC0415
 
-            run, context = _open(source)
-            results = pipeline.verify(run)
+            from patron_privacy import pipeline  # noqa: PLC0415
+
+            steps, info, context = _step(source)
+            results = steps.verify(info, upstream)
             # Pushed before failing, so the audit records a failed verification too.
             context["ti"].xcom_push(key="verification", value=results)
             failed = pipeline.failed_categories(results)
-            if failed and not effective_dry_run(context):
+            if failed and not info.dry_run:
                 raise pipeline.VerificationFailed(
                     "still identifying past window: " + ", ".join(failed)
+                )
+            problems = steps.problems(results)
+            if problems:
+                # Unreadable input was left exactly as it is and the rest was done; the
+                # run ends failed so that a person looks at it. A retry would not help.
+                raise AirflowFailException(
+                    f"{source}: input set aside, left as it is (the rest was done): "
+                    + "; ".join(problems[:5])
                 )
             return results
 
         @task(task_id=AUDIT, trigger_rule="all_done", outlets=[audit_asset(source)])
         def audit() -> int:
             from patron_privacy import pipeline  # noqa: PLC0415
-            from patron_privacy.dag_defaults import run_as_of  # noqa: PLC0415
-            from patron_privacy.policy import load_policy  # noqa: PLC0415
+            from patron_privacy.nightly_steps import already_audited  # noqa: PLC0415
 
-            context = get_current_context()
+            steps, info, context = _step(source)
             ti = context["ti"]
-            policy = load_policy()
-            enforced = ti.xcom_pull(task_ids=ENFORCE) or []
-            verified = ti.xcom_pull(task_ids=VERIFY, key="verification") or []
+            done_task = ENFORCE if steps.has_enforce else FACTS
+            enforced = ti.xcom_pull(task_ids=done_task) or []
             failure = None
             if not enforced:
                 failure = "enforcement did not complete (validation failed, the source could "
-                failure += f"not be opened, or the task failed); see the {ENFORCE} task log"
+                failure += f"not be opened, or the task failed); see the {done_task} task log"
+            if steps.self_audited:
+                # Its steps wrote their own rows; here only a run that wrote none is told.
+                if failure is None or already_audited(source, info.run_id):
+                    return 0
+                return pipeline.record_outcome(
+                    source, info.as_of, info.run_id, [], failure=failure, policy=info.policy
+                )
+            verified = ti.xcom_pull(task_ids=VERIFY, key="verification") or []
             return pipeline.record_outcome(
                 source,
-                run_as_of(context, policy.timezone),
-                context["run_id"],
+                info.as_of,
+                info.run_id,
                 [*enforced, *verified],
                 failure=failure,
-                policy=policy,
+                policy=info.policy,
             )
 
         @task(task_id=FAIL_RUN, trigger_rule="one_failed")
@@ -190,8 +245,8 @@ def nightly_retention_dag(source: str, *, doc_md: str, tag: Tag, schedule: str =
             raise AirflowFailException("a check of this run failed; see its task log and alert")
 
         validated = validate()
-        enforced = enforce(record_facts(validated))
-        verified = verify(enforced)
+        facts = record_facts(validated)
+        verified = verify(enforce(facts) if kind != "vendor" else facts)
         verified >> audit()
         found = inventory()
         validated >> found

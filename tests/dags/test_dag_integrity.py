@@ -112,6 +112,67 @@ def test_dry_run_param_is_boolean_and_defaults_to_true(dagbag):
     assert not problems, "\n".join(problems)
 
 
+def test_every_source_has_a_nightly_retention_dag_from_the_factory(dagbag):
+    """One nightly DAG per source, each from the shared factory (same task ids, the
+    source's own facts and audit assets, named without a URI scheme)."""
+    from patron_privacy import nightly_dag, nightly_steps  # noqa: PLC0415
+    from patron_privacy.sources import SOURCES  # noqa: PLC0415
+
+    assert nightly_dag.KINDS == nightly_steps.KINDS
+    common = {
+        nightly_dag.VALIDATE,
+        nightly_dag.FACTS,
+        nightly_dag.VERIFY,
+        nightly_dag.AUDIT,
+        nightly_dag.INVENTORY,
+        nightly_dag.FAIL_RUN,
+    }
+    problems = []
+    for source in SOURCES:
+        dag = dagbag.dags.get(f"{source}_nightly_retention")
+        if dag is None:
+            problems.append(f"{source}: no {source}_nightly_retention DAG")
+            continue
+        tasks = {t.task_id for t in dag.tasks}
+        vendor = nightly_steps.kind_of(source) == nightly_steps.VENDOR
+        want = common if vendor else common | {nightly_dag.ENFORCE}
+        if tasks != want:
+            problems.append(f"{source}: tasks {sorted(tasks)}, expected {sorted(want)}")
+        if not {Tag.RETENTION.value, Tag.NIGHTLY.value} <= set(dag.tags):
+            problems.append(f"{source}: tags {dag.tags}")
+        if not any(t.startswith("source:") for t in dag.tags):
+            problems.append(f"{source}: no source:* tag")
+        outlets = {
+            getattr(o, "name", None) for t in dag.tasks for o in (getattr(t, "outlets", []) or [])
+        }
+        for name in (f"patron_privacy.facts.{source}", f"patron_privacy.retention_audit.{source}"):
+            if name not in outlets:
+                problems.append(f"{source}: no asset {name} (has {sorted(map(str, outlets))})")
+        for o in (o for t in dag.tasks for o in (getattr(t, "outlets", []) or [])):
+            if "://" in (getattr(o, "uri", "") or ""):
+                problems.append(f"{source}: asset {o.uri} has a URI scheme (slow parsing)")
+        audit = dag.get_task(nightly_dag.AUDIT)
+        if audit.trigger_rule != "all_done":
+            problems.append(f"{source}: audit trigger_rule {audit.trigger_rule}")
+        if dag.get_task(nightly_dag.FAIL_RUN).trigger_rule != "one_failed":
+            problems.append(f"{source}: fail_run does not fire on one_failed")
+        if "how to rerun safely" not in (dag.doc_md or "").lower():
+            problems.append(f"{source}: doc_md is not a runbook (no 'How to rerun safely')")
+    assert not problems, "\n".join(problems)
+
+
+def test_vendor_dag_has_no_enforce_step_and_files_run_in_order(dagbag):
+    from patron_privacy import nightly_dag  # noqa: PLC0415
+
+    libcal = dagbag.dags["libcal_nightly_retention"]
+    assert libcal.get_task(nightly_dag.FACTS).downstream_task_ids >= {nightly_dag.VERIFY}
+    for source in ("signups", "programs", "squid", "libki"):
+        dag = dagbag.dags[f"{source}_nightly_retention"]
+        assert nightly_dag.FACTS in dag.get_task(nightly_dag.VALIDATE).downstream_task_ids
+        assert nightly_dag.ENFORCE in dag.get_task(nightly_dag.FACTS).downstream_task_ids
+        assert nightly_dag.VERIFY in dag.get_task(nightly_dag.ENFORCE).downstream_task_ids
+
+
 # Run in a fresh interpreter per DAG file. ``import airflow.sdk`` comes first and is not
 # timed: it is Airflow's own start-up, paid once per parsing process whatever the DAGs
 # do. airflow.sdk loads its names lazily, so "done" includes resolving its public names
