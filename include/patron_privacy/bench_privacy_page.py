@@ -232,9 +232,9 @@ def authenticated_client(app):
     return TestClient(app)
 
 
-def real_token_client(app, airflow_home: Path):
-    """A test client that sends a real token: Airflow configured on its own SQLite
-    metadata database (migrated here, about a minute) before Airflow is imported."""
+def configure_airflow(airflow_home: Path) -> None:
+    """Airflow on a SQLite metadata database of its own, migrated (about a minute): done
+    before anything imports Airflow, whose settings are read once per process."""
     import secrets  # noqa: PLC0415
     import subprocess  # noqa: PLC0415
     import sys  # noqa: PLC0415
@@ -256,10 +256,16 @@ def real_token_client(app, airflow_home: Path):
         check=True,
         timeout=900,
     )
+
+
+def real_token_client():
+    """A test client of the plugin's app whose requests carry a real token, checked by
+    Airflow's ``get_user`` against the metadata database (``configure_airflow``)."""
     from airflow.api_fastapi.app import create_auth_manager  # noqa: PLC0415
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser  # noqa: PLC0415
     from fastapi.testclient import TestClient  # noqa: PLC0415
 
+    app = load_plugin().create_app()
     token = create_auth_manager().generate_jwt(
         SimpleAuthManagerUser(username="admin", role="admin")
     )
@@ -290,6 +296,8 @@ def run(
     try:
         with tempfile.TemporaryDirectory(prefix="bench-page-") as tmp:
             home = Path(tmp)
+            if auth == "token":
+                configure_airflow(home / "airflow")
             os.environ["PATRON_PRIVACY_HOME"] = str(home)
             if url:
                 os.environ["AIRFLOW_CONN_WAREHOUSE_DB"] = url
@@ -302,7 +310,7 @@ def run(
             fill_releases(home / "exports", end=end)
             fill_s = time.perf_counter() - t0
             if auth == "token":
-                client = real_token_client(load_plugin().create_app(), home / "airflow")
+                client = real_token_client()
             else:
                 client = authenticated_client(load_plugin().create_app())
             policy = load_policy()
