@@ -18,7 +18,7 @@ import pytest
 from celery_cluster import CeleryCluster
 from sqlalchemy import create_engine, text
 
-pytestmark = [pytest.mark.airflow, pytest.mark.xdist_group("airflow_server")]
+pytestmark = [pytest.mark.airflow, pytest.mark.xdist_group("celery_cluster")]
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PG = "postgresql+psycopg2://postgres@127.0.0.1:5432"
