@@ -3,25 +3,40 @@ top-level navigation entry that embeds it.
 
 Thin on purpose: what the page shows is gathered and rendered by
 ``patron_privacy.privacy_page`` (tested without Airflow). A plugin's endpoints are
-open to anyone unless they ask for the login, so the app depends on Airflow's
-``get_user`` for every route (a bearer token or the UI's session cookie; 401 without),
-and it has no docs or OpenAPI routes that would sit outside that dependency.
+open to anyone unless they ask for the login, so every route depends on
+:func:`require_login`, which is Airflow's ``get_user`` (a bearer token or the UI's
+session cookie; 401 without), and the app has no docs or OpenAPI routes that would sit
+outside that dependency.
+
+Every Airflow process loads the plugins folder, task processes included, so this file
+imports nothing of Airflow's API server until a request comes in.
 """
 
 from __future__ import annotations
 
-from airflow.api_fastapi.core_api.security import get_user
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 URL_PREFIX = "/privacy"
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def require_login(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+):
+    """Airflow's login check, imported when first needed: the user behind the bearer
+    token or the session cookie, else HTTP 401."""
+    from airflow.api_fastapi.core_api.security import get_user  # noqa: PLC0415
+
+    return await get_user(request, None, credentials)
 
 
 def create_app() -> FastAPI:
     app = FastAPI(
         title="Privacy",
-        dependencies=[Depends(get_user)],
+        dependencies=[Depends(require_login)],
         docs_url=None,
         redoc_url=None,
         openapi_url=None,

@@ -6,10 +6,10 @@ enforce and a verify row per category, verify only for vendor-held sources), a
 validation run per source and night, legal holds, requests and a year of monthly
 release manifests; then it asks the plugin's real FastAPI app for the page through
 its routes (no HTTP server). With ``auth="token"`` (the default) each request carries
-a real JWT that Airflow's ``get_user`` checks — issued by the simple auth manager
-against a freshly migrated metadata database of its own, so the revoked-token lookup
-is timed too; ``auth="override"`` replaces the login dependency by a fixed user
-instead. It reports the median and p95 over ``requests``
+a real JWT that the plugin's login dependency (Airflow's ``get_user``) checks — issued
+by the simple auth manager against a freshly migrated metadata database of its own, so
+the revoked-token lookup is timed too; ``auth="override"`` replaces the login
+dependency by a fixed user instead. It reports the median and p95 over ``requests``
 requests, next to the floor: the same queries and manifest reads without HTTP or HTML
 (``privacy_page.gather``); also the first request of the process (the year's history
 is aggregated then, once) and requests made right after a new night was written. The
@@ -220,13 +220,15 @@ def load_plugin():
     return module
 
 
-def authenticated_client(app):
-    """A test client whose requests pass the login as a fixed user (see the docstring)."""
+def authenticated_client(plugin=None):
+    """A test client of the plugin's app whose login dependency is replaced by a fixed
+    user (``auth="override"``)."""
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser  # noqa: PLC0415
-    from airflow.api_fastapi.core_api.security import get_user  # noqa: PLC0415
     from fastapi.testclient import TestClient  # noqa: PLC0415
 
-    app.dependency_overrides[get_user] = lambda: SimpleAuthManagerUser(
+    plugin = plugin or load_plugin()
+    app = plugin.create_app()
+    app.dependency_overrides[plugin.require_login] = lambda: SimpleAuthManagerUser(
         username="admin", role="admin"
     )
     return TestClient(app)
@@ -312,7 +314,7 @@ def run(
             if auth == "token":
                 client = real_token_client()
             else:
-                client = authenticated_client(load_plugin().create_app())
+                client = authenticated_client()
             policy = load_policy()
             exports = privacy_page.exports_dir()
             t = time.perf_counter()

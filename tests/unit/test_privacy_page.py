@@ -10,6 +10,8 @@ The same app behind a real Airflow API server, and in a browser, is tested in
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -19,6 +21,7 @@ from legal_builders import CANARY, CANARY_BN, add_canary, add_fresh_loan, canary
 from legal_builders import koha_home as make_home
 from patron_privacy import privacy_page
 from patron_privacy.bench_privacy_page import (
+    PLUGIN,
     authenticated_client,
     fill_history,
     fill_legal,
@@ -196,18 +199,50 @@ def test_releases_with_their_audit_and_download_links(warehouse, home):
 
 
 def test_every_route_asks_for_the_login_and_docs_are_off():
-    from airflow.api_fastapi.core_api.security import get_user  # noqa: PLC0415
     from fastapi.routing import APIRoute  # noqa: PLC0415
 
-    app = load_plugin().create_app()
+    plugin = load_plugin()
+    app = plugin.create_app()
     routes = list(app.routes)
     assert routes and all(isinstance(r, APIRoute) for r in routes), routes
     for r in routes:
-        assert get_user in [d.call for d in r.dependant.dependencies], r.path
-    plugin = load_plugin().PrivacyPagePlugin
-    view = plugin.external_views[0]
+        assert plugin.require_login in [d.call for d in r.dependant.dependencies], r.path
+    view = plugin.PrivacyPagePlugin.external_views[0]
     assert view["href"] == "/privacy/" and view["url_route"] == "privacy"
-    assert plugin.fastapi_apps[0]["url_prefix"] == "/privacy"
+    assert plugin.PrivacyPagePlugin.fastapi_apps[0]["url_prefix"] == "/privacy"
+
+
+def test_the_login_is_airflows_get_user(monkeypatch):
+    """require_login hands the request and its bearer credentials to Airflow's get_user."""
+    import asyncio  # noqa: PLC0415
+
+    from airflow.api_fastapi.core_api import security  # noqa: PLC0415
+
+    seen = []
+
+    async def fake_get_user(request, token, credentials):
+        seen.append((request, token, credentials))
+        return "the user"
+
+    monkeypatch.setattr(security, "get_user", fake_get_user)
+    plugin = load_plugin()
+    assert asyncio.run(plugin.require_login("req", "creds")) == "the user"
+    assert seen == [("req", None, "creds")]
+
+
+def test_loading_the_plugin_does_not_import_the_api_server():
+    """Every Airflow process, each task's included, loads the plugins folder."""
+    code = (
+        "import sys, importlib.util;"
+        f"spec = importlib.util.spec_from_file_location('p', {str(PLUGIN)!r});"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m);"
+        "print(sorted(k for k in sys.modules if k.startswith('airflow.api_fastapi')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    ).stdout
+    assert "airflow.api_fastapi.core_api.security" not in out
+    assert "airflow.api_fastapi.app" not in out
 
 
 def test_unauthenticated_requests_get_401(home):
@@ -226,7 +261,7 @@ def test_unauthenticated_requests_get_401(home):
 def test_authenticated_page_and_downloads(home):
     fill_releases(home / "exports", end=END, months=1)
     (home / "exports" / "2026-10" / "secret.txt").write_text("not in the manifest")
-    client = authenticated_client(load_plugin().create_app())
+    client = authenticated_client()
     r = client.get("/")
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
     assert "<h1>Privacy — Demo Public Library</h1>" in r.text
@@ -295,7 +330,7 @@ def test_no_canary_patron_value_on_the_page(home, capsys, warehouse):
         rc, _, err = cli(capsys, "enforce", "--source", "koha", "--as-of", "2026-11-30", *args)
         assert rc in (0, 1), err
     fill_releases(home / "exports", end=END, months=1)
-    client = authenticated_client(load_plugin().create_app())
+    client = authenticated_client()
     html = client.get("/").text
     koha_run = next(s for s in privacy_page.page_data().sources if s.source == "koha")
     assert koha_run.run_id and koha_run.categories  # the page did show the run
