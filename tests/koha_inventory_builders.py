@@ -83,8 +83,8 @@ def _registration_extras() -> dict[str, list[dict]]:
     ]
     # Entries Q and P added to lists that stay (their shelves: the key).
     rows["virtualshelfcontents"] = [
-        {"shelfnumber": 201, "biblionumber": 1, "borrowernumber": Q},
-        {"shelfnumber": 301, "biblionumber": 1, "borrowernumber": P},
+        {"shelfnumber": 201, "biblionumber": 1, "borrowernumber": Q, "dateadded": OLD},
+        {"shelfnumber": 301, "biblionumber": 1, "borrowernumber": P, "dateadded": OLD},
     ]
     return rows
 

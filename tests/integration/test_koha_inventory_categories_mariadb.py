@@ -26,6 +26,11 @@ def test_inventory_rules_on_mariadb(mariadb_url):
                 text("SELECT YEAR(updated) FROM illrequests WHERE illrequest_id = 101")
             ).scalar()
             assert updated < 2026
+            # Unlinking who added a list entry keeps when it was added (ON UPDATE column).
+            added = c.execute(
+                text("SELECT YEAR(dateadded) FROM virtualshelfcontents WHERE shelfnumber = 201")
+            ).scalar()
+            assert added < 2026
     finally:
         engine.dispose()
 

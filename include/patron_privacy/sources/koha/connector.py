@@ -591,7 +591,8 @@ class _Dependent:
     """A table whose rows belong to one patron's registration and live as long as it does.
 
     ``unlink``: set the patron column to NULL instead of deleting the row (the row is the
-    library's, e.g. a review on a title or an entry on someone else's list).
+    library's, e.g. a review on a title or an entry on someone else's list); ``keep``: Koha's
+    ON UPDATE timestamps the unlinking must not move (when an entry was added).
     """
 
     name: str
@@ -600,6 +601,7 @@ class _Dependent:
     key: str
     description: str
     unlink: bool = False
+    keep: tuple[str, ...] = ()
 
 
 PATRON_DEPENDENTS: tuple[_Dependent, ...] = (
@@ -659,6 +661,7 @@ PATRON_DEPENDENTS: tuple[_Dependent, ...] = (
         "shelfnumber",
         "Who added an entry to a list",
         unlink=True,
+        keep=("dateadded",),
     ),
     _Dependent(
         "patron_reviews", "reviews", "borrowernumber", "reviewid", "Who wrote a review", unlink=True
@@ -692,7 +695,7 @@ def _dependent_category(d: _Dependent) -> Category:
         description=f"{d.description} of anonymized or deleted patrons",
         scope=_registration_gone(col),
         null_clock_is_error=False,
-        anonymize=_unlink(table, d.patron) if d.unlink else None,
+        anonymize=_unlink(table, d.patron, keep=d.keep) if d.unlink else None,
         deletable=not d.unlink,
     )
 

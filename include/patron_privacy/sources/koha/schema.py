@@ -2027,7 +2027,7 @@ creator_batches = _table(
     Column("description", _mediumtext()),
     Column("item_number", Integer),
     Column("borrower_number", Integer),
-    Column("timestamp", _timestamp(), nullable=False, server_default=_now()),
+    _touched("timestamp"),
     Column("branch_code", String(10), nullable=False, server_default="NB"),
     Column("creator", String(15), nullable=False, server_default="Labels"),
     _ix("creator_batches", "branch_fk_constraint", "branch_code"),
@@ -2039,8 +2039,8 @@ creator_batches = _table(
         "item_number",
         "items.itemnumber",
         ondelete="CASCADE",
-        onupdate="CASCADE",
     ),
+    on_update=("timestamp",),
 )
 
 curbside_pickups = _table(
@@ -2098,9 +2098,9 @@ tmp_holdsqueue = _table(
     Column("biblionumber", Integer),
     Column("itemnumber", Integer, primary_key=True, autoincrement=False),
     Column("barcode", String(20)),
-    Column("surname", _mediumtext(), nullable=False),
-    Column("firstname", Text),
-    Column("phone", Text),
+    Column("surname", _longtext(), nullable=False),
+    Column("firstname", _mediumtext()),
+    Column("phone", _mediumtext()),
     Column("borrowernumber", Integer, nullable=False),
     Column("cardnumber", String(32)),
     Column("reservedate", Date),
@@ -2108,11 +2108,12 @@ tmp_holdsqueue = _table(
     Column("itemcallnumber", String(255)),
     Column("holdingbranch", String(10)),
     Column("pickbranch", String(10)),
-    Column("notes", Text),
+    Column("notes", _mediumtext()),
     Column("item_level_request", _tinyint(4), nullable=False, server_default=_zero()),
-    Column("timestamp", _timestamp(), nullable=False, server_default=_now()),
+    _touched("timestamp"),
     _ix("tmp_holdsqueue", "tmp_holdsqueue_ibfk_3", "borrowernumber"),
     _borrower_fk("tmp_holdsqueue_ibfk_3", "borrowernumber"),
+    on_update=("timestamp",),
 )
 
 hold_groups = _table(
@@ -2238,14 +2239,15 @@ uploaded_files = _table(
     "uploaded_files",
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("hashvalue", String(40), nullable=False),
-    Column("filename", Text, nullable=False),
-    Column("dir", Text, nullable=False),
+    Column("filename", _mediumtext(), nullable=False),
+    Column("dir", _mediumtext(), nullable=False),
     Column("filesize", Integer),
-    Column("dtcreated", _timestamp(), nullable=False, server_default=_now()),
-    Column("uploadcategorycode", _tinytext()),
+    _touched("dtcreated"),
+    Column("uploadcategorycode", Text),
     Column("owner", Integer),
     Column("public", _tinyint(4)),
     Column("permanent", _tinyint(4)),
+    on_update=("dtcreated",),
 )
 
 virtualshelves = _table(
@@ -2262,7 +2264,7 @@ virtualshelves = _table(
     Column("allow_change_from_staff", _tinyint(1), server_default=_zero()),
     Column("allow_change_from_permitted_staff", _tinyint(1), server_default=_zero()),
     _ix("virtualshelves", "virtualshelves_ibfk_1", "owner"),
-    _borrower_fk("virtualshelves_ibfk_1", "owner", ondelete="SET NULL"),
+    _borrower_fk("virtualshelves_ibfk_1", "owner", ondelete="SET NULL", onupdate="SET NULL"),
     on_update=("lastmodified",),
 )
 
@@ -2273,16 +2275,18 @@ virtualshelfshares = _table(
     Column("borrowernumber", Integer),
     Column("invitekey", String(10)),
     Column("sharedate", DateTime),
-    _ix("virtualshelfshares", "virtualshelfshares_ibfk1", "shelfnumber"),
-    _ix("virtualshelfshares", "virtualshelfshares_ibfk2", "borrowernumber"),
+    _ix("virtualshelfshares", "virtualshelfshares_ibfk_1", "shelfnumber"),
+    _ix("virtualshelfshares", "virtualshelfshares_ibfk_2", "borrowernumber"),
     _fk(
-        "virtualshelfshares_ibfk1",
+        "virtualshelfshares_ibfk_1",
         "shelfnumber",
         "virtualshelves.shelfnumber",
         ondelete="CASCADE",
         onupdate="CASCADE",
     ),
-    _borrower_fk("virtualshelfshares_ibfk2", "borrowernumber", ondelete="SET NULL"),
+    _borrower_fk(
+        "virtualshelfshares_ibfk_2", "borrowernumber", ondelete="SET NULL", onupdate="SET NULL"
+    ),
 )
 
 # Koha declares no primary key here; ``shelfnumber`` is the engine's batching key.
@@ -2290,8 +2294,7 @@ virtualshelfcontents = _table(
     "virtualshelfcontents",
     Column("shelfnumber", Integer, nullable=False, server_default=_zero()),
     Column("biblionumber", Integer, nullable=False, server_default=_zero()),
-    Column("flags", Integer),
-    Column("dateadded", _timestamp(), server_default=_now()),
+    _touched("dateadded"),
     Column("borrowernumber", Integer),
     _ix("virtualshelfcontents", "shelfnumber", "shelfnumber"),
     _ix("virtualshelfcontents", "biblionumber", "biblionumber"),
@@ -2310,7 +2313,10 @@ virtualshelfcontents = _table(
         ondelete="CASCADE",
         onupdate="CASCADE",
     ),
-    _borrower_fk("shelfcontents_ibfk_3", "borrowernumber", ondelete="SET NULL"),
+    _borrower_fk(
+        "shelfcontents_ibfk_3", "borrowernumber", ondelete="SET NULL", onupdate="SET NULL"
+    ),
+    on_update=("dateadded",),
 )
 
 # Columns of ``borrowers`` (and ``deletedborrowers``) that identify or describe a person, or
