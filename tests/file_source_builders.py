@@ -112,7 +112,15 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 
 def signup_row(rid: int, card: str, name: str, end: datetime, minutes: int = 30) -> list[str]:
     start = end - timedelta(minutes=minutes)
-    return [str(rid), card, name, "MAIN-PC01", "MAIN", f"{start:%Y-%m-%d %H:%M}", f"{end:%Y-%m-%d %H:%M}"]  # noqa: E501
+    return [
+        str(rid),
+        card,
+        name,
+        "MAIN-PC01",
+        "MAIN",
+        f"{start:%Y-%m-%d %H:%M}",
+        f"{end:%Y-%m-%d %H:%M}",
+    ]
 
 
 def squid_line(

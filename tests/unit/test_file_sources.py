@@ -180,38 +180,69 @@ def test_squid_strips_deletes_keeps_the_live_log_and_preserves_gzip(world):
 @pytest.mark.parametrize(
     ("raw", "expect"),
     [
-        (b"Reservation Id,Card Number,Patron Name,Computer,Branch,Start Time,End Time\n"
-         b"1,2999,Ann,MAIN-PC01,MAIN,2026-08-01 10:00,2026-08-01 10:30,EXTRA\n",
-         "line 2: 8 fields where the header has 7"),
-        (b"Reservation Id,Card Number,Patron Name,Computer,Branch,Start Time,End Time\n"
-         b"1,2999,Ren\xe9e,MAIN-PC01,MAIN,2026-08-01 10:00,2026-08-01 10:30\n",
-         "line 2: not valid utf-8"),
-        (b"Reservation Id,Card Number,Patron Name,Computer,Branch,Start Time,End Time\n"
-         b"1,2999,A\x00n,MAIN-PC01,MAIN,2026-08-01 10:00,2026-08-01 10:30\n",
-         "line 2: contains NUL bytes"),
-        (b"Reservation Id,Card Number,Patron Name,Computer,Branch,Start Time,End Time\n"
-         b"1,2999," + b"A" * 5000 + b",MAIN-PC01,MAIN,2026-08-01 10:00,2026-08-01 10:30\n",
-         "line 2: field name is 5000 characters (limit 200)"),
-        (b"Reservation Id,Card Number,Patron Name,Computer,Branch,Start Time,End Time\n"
-         b'1,2999,"=HYPERLINK(""http://evil"")",MAIN-PC01,MAIN,2026-08-01 10:00,2026-08-01 10:30\n',
-         "line 2: field name starts like a spreadsheet formula"),
-        (b"Reservation Id,Card Number,Patron Name,Computer,Branch,Start Time,End Time\n"
-         b'1,2999,"Ann,MAIN-PC01,MAIN,2026-08-01 10:00,2026-08-01 10:30\n',
-         "line 2: malformed CSV: unexpected end of data"),
-        (b"Zed Zedson,2999,Ann,MAIN-PC01,MAIN,2026-08-01 10:00,2026-08-01 10:30\n",
-         "line 1: no column 'Computer' (mapped as pc) in the header"),
-        (b"Reservation Id,Card Number,Patron Name,Computer,Branch,Start Time,End Time,Notes\n"
-         b"1,2999,Ann,MAIN-PC01,MAIN,2026-08-01 10:00,2026-08-01 10:30,x\n",
-         "line 1: 1 column(s) of the header are neither mapped"),
-        (b"Reservation Id,Card Number,Patron Name,Computer,Branch,Start Time,End Time\n"
-         b"1,2999,Ann,MAIN-PC01,MAIN,yesterday,2026-08-01 10:30\n",
-         "line 2: field start is not a date"),
-        ("Reservation Id,Card Number,Patron Name,Computer,Branch,Start Time,End Time\n"
-         "1,2999,Ann,MAIN-PC01,MAIN,2026-08-01 10:00,2026-08-01 10:30\n".encode("utf-16"),
-         "line 1: contains NUL bytes"),
+        (
+            b"Reservation Id,Card Number,Patron Name,Computer,Branch,Start Time,End Time\n"
+            b"1,2999,Ann,MAIN-PC01,MAIN,2026-08-01 10:00,2026-08-01 10:30,EXTRA\n",
+            "line 2: 8 fields where the header has 7",
+        ),
+        (
+            b"Reservation Id,Card Number,Patron Name,Computer,Branch,Start Time,End Time\n"
+            b"1,2999,Ren\xe9e,MAIN-PC01,MAIN,2026-08-01 10:00,2026-08-01 10:30\n",
+            "line 2: not valid utf-8",
+        ),
+        (
+            b"Reservation Id,Card Number,Patron Name,Computer,Branch,Start Time,End Time\n"
+            b"1,2999,A\x00n,MAIN-PC01,MAIN,2026-08-01 10:00,2026-08-01 10:30\n",
+            "line 2: contains NUL bytes",
+        ),
+        (
+            b"Reservation Id,Card Number,Patron Name,Computer,Branch,Start Time,End Time\n"
+            b"1,2999," + b"A" * 5000 + b",MAIN-PC01,MAIN,2026-08-01 10:00,2026-08-01 10:30\n",
+            "line 2: field name is 5000 characters (limit 200)",
+        ),
+        (
+            b"Reservation Id,Card Number,Patron Name,Computer,Branch,Start Time,End Time\n"
+            b'1,2999,"=HYPERLINK(""http://evil"")",MAIN-PC01,MAIN,'
+            b"2026-08-01 10:00,2026-08-01 10:30\n",
+            "line 2: field name starts like a spreadsheet formula",
+        ),
+        (
+            b"Reservation Id,Card Number,Patron Name,Computer,Branch,Start Time,End Time\n"
+            b'1,2999,"Ann,MAIN-PC01,MAIN,2026-08-01 10:00,2026-08-01 10:30\n',
+            "line 2: malformed CSV: unexpected end of data",
+        ),
+        (
+            b"Zed Zedson,2999,Ann,MAIN-PC01,MAIN,2026-08-01 10:00,2026-08-01 10:30\n",
+            "line 1: no column 'Computer' (mapped as pc) in the header",
+        ),
+        (
+            b"Reservation Id,Card Number,Patron Name,Computer,Branch,Start Time,End Time,Notes\n"
+            b"1,2999,Ann,MAIN-PC01,MAIN,2026-08-01 10:00,2026-08-01 10:30,x\n",
+            "line 1: 1 column(s) of the header are neither mapped",
+        ),
+        (
+            b"Reservation Id,Card Number,Patron Name,Computer,Branch,Start Time,End Time\n"
+            b"1,2999,Ann,MAIN-PC01,MAIN,yesterday,2026-08-01 10:30\n",
+            "line 2: field start is not a date",
+        ),
+        (
+            "Reservation Id,Card Number,Patron Name,Computer,Branch,Start Time,End Time\n"
+            "1,2999,Ann,MAIN-PC01,MAIN,2026-08-01 10:00,2026-08-01 10:30\n".encode("utf-16"),
+            "line 1: contains NUL bytes",
+        ),
     ],
-    ids=["extra-field", "latin1", "nul", "huge-field", "formula", "open-quote", "no-header",
-         "unmapped-column", "bad-date", "utf16"],  # fmt: skip
+    ids=[
+        "extra-field",
+        "latin1",
+        "nul",
+        "huge-field",
+        "formula",
+        "open-quote",
+        "no-header",
+        "unmapped-column",
+        "bad-date",
+        "utf16",
+    ],  # fmt: skip
 )
 def test_a_bad_export_is_reported_by_file_and_line_and_left_alone(world, raw, expect):
     root, policy = world
@@ -292,7 +323,14 @@ def test_cli_enforce_and_verify_for_a_file_source(world, capsys, tmp_path):
         # Two days old: past the strip window, and fresh enough for validation (7 days).
         signup_row(1, "29990051", "Nia Cli", AS_OF - 2 * D),
     ])  # fmt: skip
-    args = ["--source", "signups", "--as-of", "2026-11-30", "--policy", str(tmp_path / "policy.yaml")]  # noqa: E501
+    args = [
+        "--source",
+        "signups",
+        "--as-of",
+        "2026-11-30",
+        "--policy",
+        str(tmp_path / "policy.yaml"),
+    ]
     assert cli.main(["enforce", *args, "--dry-run"]) == 0
     assert (root / "signups/a.csv").read_text().count("Nia Cli") == 1
     assert cli.main(["enforce", *args]) == 0

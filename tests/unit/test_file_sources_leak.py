@@ -67,7 +67,8 @@ def seed(root: Path) -> None:
     ])  # fmt: skip
     # Unreadable (a row with an extra field): left alone, and its error quotes nothing.
     (root / "signups/broken.csv").write_text(
-        ",".join(SIGNUP_HEADER) + "\n"
+        ",".join(SIGNUP_HEADER)
+        + "\n"
         + f"9,{INSIDE['card']},{INSIDE['name']},MAIN-PC01,MAIN,x,y,{INSIDE['email']}\n",
         encoding="utf-8",
     )
