@@ -75,6 +75,11 @@ class CeleryCluster(AirflowServer):
             # Runs come from the test, through the API, with a fixed as-of: no scheduled
             # run of "last night" (wall-clock dependent) takes the max_active_runs slot.
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            # A killed worker's task is found after 30 s without a heartbeat (not 5 min)
+            # and retried 5 s later, so the worker-death test finishes in a minute.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+            "PATRON_PRIVACY_RETRY_DELAY_S": "5",
             "PYTHONPATH": os.pathsep.join([super().env()["PYTHONPATH"], os.path.dirname(__file__)]),
         }
 
@@ -109,6 +114,8 @@ class CeleryCluster(AirflowServer):
     def kill_worker(self, name: str, sig: int) -> None:
         """Send a signal to one worker's whole process group (the worker and its tasks)."""
         os.killpg(self.procs[name].pid, sig)
+        self.procs[name].wait(timeout=30)
+        self.dead.add(name)
 
     def stop(self) -> None:
         try:

@@ -45,11 +45,27 @@ def on_task_failure(context) -> None:
     )
 
 
+def retry_delay() -> timedelta:
+    """Five minutes between tries: long enough for a restarted database or a lost worker's
+    replacement to come back. ``PATRON_PRIVACY_RETRY_DELAY_S`` (read where DAGs are
+    parsed) changes it for a deployment, e.g. a test cluster that kills workers."""
+    raw = os.environ.get("PATRON_PRIVACY_RETRY_DELAY_S", "").strip()
+    if not raw:
+        return timedelta(minutes=5)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValueError(f"PATRON_PRIVACY_RETRY_DELAY_S must be seconds, got {raw!r}") from None
+    if seconds < 0:
+        raise ValueError(f"PATRON_PRIVACY_RETRY_DELAY_S must be >= 0, got {raw!r}")
+    return timedelta(seconds=seconds)
+
+
 def default_args(owner: str = "library-systems") -> dict:
     return {
         "owner": owner,
         "retries": 2,
-        "retry_delay": timedelta(minutes=5),
+        "retry_delay": retry_delay(),
         "on_failure_callback": on_task_failure,
     }
 

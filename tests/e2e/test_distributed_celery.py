@@ -10,8 +10,10 @@ embedded default holds: an audit row per category and the facts.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -105,3 +107,47 @@ def test_the_nightly_dags_run_on_two_celery_workers(cluster):
     finally:
         engine.dispose()
     assert audited >= 10 and facts > 0
+
+
+def test_a_worker_killed_mid_task_is_retried_on_the_other_and_the_result_is_right(cluster):
+    server, warehouse = cluster
+    dag_id, task = "koha_nightly_retention", "enforce_retention_policy"
+    server.wait_for_dag(dag_id)
+    r = server.trigger(dag_id, {"dry_run": False, "as_of": "2026-12-01"})
+    assert r.status_code == 200, r.text
+    run_id = r.json()["dag_run_id"]
+
+    def running_host():
+        if server.run_state(dag_id, run_id) in ("success", "failed"):
+            raise AssertionError(f"finished before the kill: {server.explain(dag_id, run_id)}")
+        if server.task_states(dag_id, run_id).get(task) == "running":
+            return server.task_hosts(dag_id, run_id).get(task)
+        return None
+
+    victim = server.wait_for(running_host, 300, f"{task} to run")
+    server.kill_worker(victim, signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    assert server.wait_for_run(dag_id, run_id, timeout=600) == "success", server.explain(
+        dag_id, run_id
+    )
+    survivor = next(w for w in server.worker_names if w != victim)
+    assert server.task_hosts(dag_id, run_id)[task] == survivor
+    tries = server.api("GET", f"{server.run_path(dag_id, run_id)}/taskInstances/{task}").json()
+    assert tries["try_number"] >= 2, tries
+    assert time.monotonic() - killed_at < 600
+
+    engine = create_engine(warehouse)
+    try:
+        with engine.connect() as c:
+            rows = c.execute(
+                text(
+                    "SELECT category, remaining, error FROM retention_audit "
+                    "WHERE run_id = :r AND source = 'koha' AND mode = 'enforce'"
+                ),
+                {"r": run_id},
+            ).all()
+    finally:
+        engine.dispose()
+    assert rows, "the retried run wrote no audit"
+    assert all(remaining == 0 and error is None for _, remaining, error in rows), rows
