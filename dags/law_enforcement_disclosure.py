@@ -6,7 +6,7 @@
 court order or warrant; counsel has reviewed it; not refused or withdrawn; at
 least one active legal hold cites it), then **waits for the Chief Executive
 Officer (or a designee) to approve or reject the release** in Airflow
-(*Required Actions*, or the task's page). The approval step shows the request
+(*Required Actions*, or the page of the task *ask_the_ceo_to_approve*). The approval step shows the request
 and how many records each category would contribute — counts only, no patron.
 
 Only on **Approve** does it build the disclosure package: exactly the records
@@ -139,7 +139,7 @@ def law_enforcement_disclosure():
         return True
 
     ceo_approval = RecordedApprovalOperator(
-        task_id="ceo_approval",
+        task_id="ask_the_ceo_to_approve",
         subject="Release patron records for request {{ params.request }}?",
         body="{{ ti.xcom_pull(task_ids='check_request')['body'] }}",
         assigned_users=APPROVERS or None,
@@ -166,7 +166,7 @@ def law_enforcement_disclosure():
         from patron_privacy import disclosure  # noqa: PLC0415
 
         context = get_current_context()
-        answer = context["ti"].xcom_pull(task_ids="ceo_approval", key="answer") or {}
+        answer = context["ti"].xcom_pull(task_ids="ask_the_ceo_to_approve", key="answer") or {}
         if ApprovalOperator.REJECT not in (answer.get("chosen_options") or []):
             return "approved: recorded with the package"
         disclosure.record_rejection(

@@ -87,7 +87,7 @@ def start_disclosure(airflow: AirflowServer, ref: str) -> str:
     r = airflow.trigger(DISCLOSURE, {"request": ref, "dry_run": False})
     assert r.status_code == 200, r.text
     run_id = r.json()["dag_run_id"]
-    airflow.wait_for_task_state(DISCLOSURE, run_id, "ceo_approval", "awaiting_input")
+    airflow.wait_for_task_state(DISCLOSURE, run_id, "ask_the_ceo_to_approve", "awaiting_input")
     return run_id
 
 
@@ -95,7 +95,7 @@ def test_approval_builds_exactly_the_order_and_records_who(airflow):
     ref = new_request()
     hold_for(ref)
     run_id = start_disclosure(airflow, ref)
-    path = airflow.hitl_path(DISCLOSURE, run_id, "ceo_approval")
+    path = airflow.hitl_path(DISCLOSURE, run_id, "ask_the_ceo_to_approve")
 
     detail = airflow.api("GET", path).json()
     assert detail["subject"] == f"Release patron records for request {ref}?"
@@ -147,7 +147,7 @@ def test_rejection_builds_nothing(airflow):
     run_id = start_disclosure(airflow, ref)
     answer = airflow.api(
         "PATCH",
-        airflow.hitl_path(DISCLOSURE, run_id, "ceo_approval"),
+        airflow.hitl_path(DISCLOSURE, run_id, "ask_the_ceo_to_approve"),
         json={"chosen_options": ["Reject"]},
     )
     assert answer.status_code == 200, answer.text
@@ -175,7 +175,7 @@ def test_dry_run_asks_no_approval_and_builds_nothing(airflow):
     states = airflow.task_states(DISCLOSURE, run_id)
     assert states["check_request"] == "success", states
     assert {
-        states[t] for t in ("ceo_approval", "build_disclosure_package", "record_rejection")
+        states[t] for t in ("ask_the_ceo_to_approve", "build_disclosure_package", "record_rejection")
     } == {"skipped"}, states
     assert not (airflow.pp_home / "exports" / "disclosures" / ref).exists()
     assert reviews(ref) == []
