@@ -6,8 +6,9 @@
 court order or warrant; counsel has reviewed it; not refused or withdrawn; at
 least one active legal hold cites it), then **waits for the Chief Executive
 Officer (or a designee) to approve or reject the release** in Airflow
-(*Required Actions*, or the page of the task *ask_the_ceo_to_approve*). The approval step shows the request
-and how many records each category would contribute — counts only, no patron.
+(*Required Actions*, or the page of the task *ask_the_ceo_to_approve*). The
+approval step shows the request and how many records each category would
+contribute — counts only, no patron.
 
 Only on **Approve** does it build the disclosure package: exactly the records
 the request's active holds cover (the held patrons' records in the holds'

@@ -175,7 +175,8 @@ def test_dry_run_asks_no_approval_and_builds_nothing(airflow):
     states = airflow.task_states(DISCLOSURE, run_id)
     assert states["check_request"] == "success", states
     assert {
-        states[t] for t in ("ask_the_ceo_to_approve", "build_disclosure_package", "record_rejection")
+        states[t]
+        for t in ("ask_the_ceo_to_approve", "build_disclosure_package", "record_rejection")
     } == {"skipped"}, states
     assert not (airflow.pp_home / "exports" / "disclosures" / ref).exists()
     assert reviews(ref) == []
