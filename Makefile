@@ -49,7 +49,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check include dags plugins tests
-	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
+	$(VENV)/bin/pytest -q -n 2 --dist loadgroup --durations=15
+
+# The nightly DAGs on the CeleryExecutor with two workers (PostgreSQL, Redis on 127.0.0.1).
+.PHONY: distributed
+distributed: $(STAMP)
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n 0 tests/e2e/test_distributed_celery.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check include dags plugins tests
