@@ -263,5 +263,24 @@ class AirflowServer:
         bad = [t for t, s in states.items() if s in ("failed", "upstream_failed", "up_for_retry")]
         return f"{states}\n" + "\n".join(self.task_logs(dag_id, run_id, t) for t in bad)
 
+    def wait_for_workload_end(self, dag_id: str, run_id: str, task_id: str) -> None:
+        """Until the scheduler has heard that the task's process ended.
+
+        A paused approval step's process still reports its own end for a moment after the
+        task shows ``awaiting_input``; an answer that arrives inside that moment starts the
+        resumed task while the old report lands, and Airflow kills the resumed one ("TI is
+        no longer running"). A person never answers that fast; a test must wait for it.
+        """
+        needle = f"task_id='{task_id}', run_id='{run_id}'"
+        log = self.root / "scheduler.log"
+
+        def ended() -> bool:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            return any(
+                "Received executor event" in line and needle in line for line in text.splitlines()
+            )
+
+        self.wait_for(ended, 120, f"the end of {dag_id}.{task_id}'s process")
+
     def hitl_path(self, dag_id: str, run_id: str, task_id: str) -> str:
         return f"{self.run_path(dag_id, run_id)}/taskInstances/{task_id}/-1/hitlDetails"

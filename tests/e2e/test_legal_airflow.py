@@ -88,6 +88,7 @@ def start_disclosure(airflow: AirflowServer, ref: str) -> str:
     assert r.status_code == 200, r.text
     run_id = r.json()["dag_run_id"]
     airflow.wait_for_task_state(DISCLOSURE, run_id, "ask_the_ceo_to_approve", "awaiting_input")
+    airflow.wait_for_workload_end(DISCLOSURE, run_id, "ask_the_ceo_to_approve")
     return run_id
 
 
