@@ -5,7 +5,6 @@ statistics release by assets so the UI's asset graph shows the flow."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -32,25 +31,8 @@ VERBS = {
 SNAKE = re.compile(r"^[a-z]+(_[a-z0-9]+)+$")
 
 
-@pytest.fixture(scope="module")
-def dagbag(tmp_path_factory):
-    home = tmp_path_factory.mktemp("airflow-home")
-    with pytest.MonkeyPatch.context() as mp:
-        for key in list(os.environ):
-            if key.startswith("AIRFLOW_CONN_"):
-                mp.delenv(key)
-        mp.setenv("AIRFLOW_HOME", str(home))
-        mp.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS))
-        mp.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-        mp.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
-        from airflow.dag_processing.dagbag import DagBag  # noqa: PLC0415 - after the env
-
-        bag = DagBag(dag_folder=str(DAGS))
-        assert bag.import_errors == {}
-        yield bag
-
-
 def _dags(dagbag):
+    assert dagbag.import_errors == {}
     return sorted(dagbag.dags.values(), key=lambda d: d.dag_id)
 
 
