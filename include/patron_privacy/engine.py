@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -97,6 +98,8 @@ class Context:
 
 Expr = Callable[[Context], ColumnElement[bool]]
 
+Recording = Callable[[], int]
+
 
 Statements = Callable[[Context, ColumnElement[bool]], Sequence[Executable]]
 
@@ -142,8 +145,11 @@ class Category:
     deletable: bool = True
     null_clock_is_error: bool = True
     # Called inside each batch before the change, with the batch's rows to
-    # change as a WHERE clause: the place to record de-identified facts.
-    before_change: Callable[[Connection, ColumnElement[bool], Context], int] | None = None
+    # change as a WHERE clause: the place to record de-identified facts. It
+    # reads what it needs on the batch's connection and returns the recording
+    # (a thunk giving the number of facts written), which the engine runs
+    # alongside the change and waits for before the batch commits.
+    before_change: Callable[[Connection, ColumnElement[bool], Context], Recording] | None = None
     # Batches from the highest key down: for rows that refer to earlier rows of
     # the same table (a renewal to the loan it renews), so that no row is
     # removed while a later one still refers to it.
@@ -489,6 +495,30 @@ def enforce_rule(
         result.enforced_by = "source"
         return result
     result = new_result(rule, ctx, "enforce")
+    # One thread records a batch's facts while the source applies its change;
+    # the batch commits only once its facts are in the warehouse (fail closed).
+    recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facts")
+    try:
+        _enforce_batches(engine, rule, ctx, result, recorder, batch_size, after_batch)
+    finally:
+        recorder.shutdown(wait=True)
+    with engine.connect() as conn:
+        counts, errors = classify(conn, rule, ctx)
+    _fill_result(result, counts, errors)
+    result.matched = result.changed + sum(counts.values())
+    result.duration_s = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _enforce_batches(
+    engine: Engine,
+    rule: Rule,
+    ctx: Context,
+    result: CategoryResult,
+    recorder: ThreadPoolExecutor,
+    batch_size: int,
+    after_batch: Callable[[int], None] | None,
+) -> None:
     key = rule.category.key
     stepped = isinstance(getattr(key, "type", None), Integer)
     if stepped:
@@ -517,13 +547,19 @@ def enforce_rule(
             holds = ctx.holds_loader()
             blocked = or_(false(), *(e for _, e in blocker_exprs(rule, ctx, holds)))
             where = and_(in_range, candidates(rule, ctx), not_(blocked))
+            recording: Future | None = None
             if rule.category.before_change is not None and rule.action != "strip":
-                result.facts_recorded += rule.category.before_change(conn, where, ctx)
-            counter = _change_count(rule, ctx, where)
-            changed = conn.execute(counter).scalar_one() if counter is not None else 0
-            rowcount = 0
-            for stmt in _change_statements(rule, ctx, where):
-                rowcount = conn.execute(stmt).rowcount
+                recording = recorder.submit(rule.category.before_change(conn, where, ctx))
+            try:
+                counter = _change_count(rule, ctx, where)
+                changed = conn.execute(counter).scalar_one() if counter is not None else 0
+                rowcount = 0
+                for stmt in _change_statements(rule, ctx, where):
+                    rowcount = conn.execute(stmt).rowcount
+            finally:
+                # Raises if the facts could not be written: the batch then rolls back.
+                recorded = recording.result() if recording is not None else 0
+            result.facts_recorded += recorded
             if counter is None:
                 changed = rowcount
             result.changed += max(changed, 0)
@@ -534,9 +570,3 @@ def enforce_rule(
             if hi is None:
                 break
             lo = hi
-    with engine.connect() as conn:
-        counts, errors = classify(conn, rule, ctx)
-    _fill_result(result, counts, errors)
-    result.matched = result.changed + sum(counts.values())
-    result.duration_s = round(time.perf_counter() - started, 3)
-    return result

@@ -4,6 +4,7 @@ and that a run stopped anywhere converges on rerun."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -175,6 +176,29 @@ def test_failed_fact_write_changes_nothing(koha):
     with pytest.raises(SourceConfigError):
         enforce_rule(koha, RULES["returned_loans"], context)
     assert loans(koha) == {1: 10}
+
+
+def test_a_batch_commits_only_after_its_facts_are_written(koha):
+    """Facts are written alongside the change: a slow write that fails on the second
+    batch must still roll that batch back, and leave the first batch's work in place."""
+    with koha.begin() as c:
+        add_patron(c, 10)
+        for i in range(1, 5):
+            add_old_issue(c, i, 10, AS_OF - timedelta(days=40 + i))
+    calls = []
+
+    def slow_then_broken(rows):
+        time.sleep(0.3)  # the change's UPDATE has long finished by now
+        calls.append(len(rows))
+        if len(calls) == 2:
+            raise RuntimeError("warehouse down")
+        return len(rows)
+
+    context, _ = ctx(sink=slow_then_broken)
+    with pytest.raises(RuntimeError):
+        enforce_rule(koha, RULES["returned_loans"], context, batch_size=2)
+    assert calls == [2, 2]
+    assert loans(koha) == {1: 1, 2: 1, 3: 10, 4: 10}  # 1: the anonymous patron
 
 
 def test_expired_patron_anonymized_like_koha_unless_blocked(koha):

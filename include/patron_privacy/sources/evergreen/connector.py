@@ -74,7 +74,7 @@ from sqlalchemy import (
 )
 
 from patron_privacy import connections
-from patron_privacy.engine import VALID_DATE_FLOOR, Anonymize, Category, Context
+from patron_privacy.engine import VALID_DATE_FLOOR, Anonymize, Category, Context, Recording
 from patron_privacy.facts import loan_fact
 from patron_privacy.inventory import COLUMN_RULES, ColumnRule, KeylessLink, SourceInventory
 from patron_privacy.sources.base import Connector, SourceConfigError
@@ -531,7 +531,7 @@ def _to_fact(r, ctx: Context) -> dict:
     )
 
 
-def _record_loan_facts(conn: Connection, where: ColumnElement[bool], ctx: Context) -> int:
+def _record_loan_facts(conn: Connection, where: ColumnElement[bool], ctx: Context) -> Recording:
     if ctx.facts_sink is None or ctx.pseudonymizer is None:
         raise SourceConfigError(
             "finished_circulations: facts cannot be recorded (no warehouse or pseudonym "
@@ -540,7 +540,7 @@ def _record_loan_facts(conn: Connection, where: ColumnElement[bool], ctx: Contex
     # One fact per loan, from the batch that holds its last circulation (batches run newest
     # first, so that batch comes first and still sees the whole chain).
     rows = conn.execute(_chain_facts_query(and_(where, _is_last()))).mappings().all()
-    return ctx.facts_sink([_to_fact(r, ctx) for r in rows])
+    return lambda: ctx.facts_sink([_to_fact(r, ctx) for r in rows])
 
 
 def _is_last() -> ColumnElement[bool]:

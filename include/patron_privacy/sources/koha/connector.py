@@ -43,7 +43,7 @@ from sqlalchemy import (
 )
 
 from patron_privacy import connections
-from patron_privacy.engine import VALID_DATE_FLOOR, Anonymize, Category, Context
+from patron_privacy.engine import VALID_DATE_FLOOR, Anonymize, Category, Context, Recording
 from patron_privacy.facts import loan_fact
 from patron_privacy.inventory import KeylessLink, SourceInventory
 from patron_privacy.sources.base import Connector, SourceConfigError
@@ -108,14 +108,14 @@ def _blank_patron(ctx: Context) -> dict:
     return values
 
 
-def _record_loan_facts(conn: Connection, where: ColumnElement[bool], ctx: Context) -> int:
+def _record_loan_facts(conn: Connection, where: ColumnElement[bool], ctx: Context) -> Recording:
     if ctx.facts_sink is None or ctx.pseudonymizer is None:
         raise SourceConfigError(
             "returned_loans: facts cannot be recorded (no warehouse or pseudonym keys), "
             "so no loan is unlinked"
         )
     rows = conn.execute(_loan_fact_query().where(where)).mappings().all()
-    return ctx.facts_sink([_to_fact(r, ctx) for r in rows])
+    return lambda: ctx.facts_sink([_to_fact(r, ctx) for r in rows])
 
 
 def _loan_fact_query():

@@ -59,7 +59,7 @@ from sqlalchemy import (
 )
 
 from patron_privacy import connections
-from patron_privacy.engine import VALID_DATE_FLOOR, Anonymize, Category, Context
+from patron_privacy.engine import VALID_DATE_FLOOR, Anonymize, Category, Context, Recording
 from patron_privacy.facts import Pseudonymizer, _insert_ignoring_duplicates, period_of
 from patron_privacy.inventory import KeylessLink, SourceInventory
 from patron_privacy.sources.base import Connector, SourceConfigError
@@ -205,12 +205,14 @@ def _require_facts(ctx: Context, what: str) -> None:
         )
 
 
-def _facts_for(conn: Connection, where: ColumnElement[bool], ctx: Context) -> int:
+def _facts_for(conn: Connection, where: ColumnElement[bool], ctx: Context) -> Recording:
     rows = conn.execute(_fact_query().where(where)).mappings().all()
     if not rows:
-        return 0
+        return lambda: 0
     prefix = str(ctx.options.get("guest_prefix") or "guest")
-    return ctx.facts_sink([session_fact(ctx.pseudonymizer, r, guest_prefix=prefix) for r in rows])
+    return lambda: ctx.facts_sink(
+        [session_fact(ctx.pseudonymizer, r, guest_prefix=prefix) for r in rows]
+    )
 
 
 _CARRY = (
@@ -242,14 +244,14 @@ def _carry_last_activity(conn: Connection, where: ColumnElement[bool]) -> None:
         conn.execute(_CARRY, params)
 
 
-def _before_unlinking(conn: Connection, where: ColumnElement[bool], ctx: Context) -> int:
+def _before_unlinking(conn: Connection, where: ColumnElement[bool], ctx: Context) -> Recording:
     _require_facts(ctx, "session_statistics_link")
-    written = _facts_for(conn, where, ctx)
+    recording = _facts_for(conn, where, ctx)
     _carry_last_activity(conn, where)
-    return written
+    return recording
 
 
-def _before_deleting(conn: Connection, where: ColumnElement[bool], ctx: Context) -> int:
+def _before_deleting(conn: Connection, where: ColumnElement[bool], ctx: Context) -> Recording:
     _require_facts(ctx, "session_statistics")
     return _facts_for(conn, where, ctx)
 
