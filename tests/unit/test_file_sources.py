@@ -19,7 +19,7 @@ from file_source_builders import (
     write_csv,
     write_log,
 )
-from patron_privacy import connections
+from patron_privacy import connections, locks
 from patron_privacy.files import runner
 from patron_privacy.files.atomic import FileStamp
 from patron_privacy.warehouse import place_hold
@@ -338,3 +338,34 @@ def test_cli_enforce_and_verify_for_a_file_source(world, capsys, tmp_path):
     out = capsys.readouterr().out
     assert "signups.signup_identities" in out and "verification passed" in out
     assert "Nia Cli" not in out and "29990051" not in out
+
+
+# --- one enforcing run per source at a time ----------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["signups", "squid"])
+def test_an_enforcing_run_waits_for_the_sources_lock_and_refuses_having_done_nothing(
+    world, monkeypatch, source
+):
+    root, policy = world
+    if source == "squid":
+        f = write_log(root / "squid/access.log.2", [squid_line(AS_OF - 40 * D)])
+    else:
+        f = write_csv(
+            root / "signups/old.csv",
+            SIGNUP_HEADER,
+            [signup_row(1, "29990001", "A", AS_OF - 99 * D)],
+        )
+    before = f.read_bytes()
+    monkeypatch.setenv("PATRON_PRIVACY_LOCK_WAIT_S", "0.2")
+    warehouse = connections.engine_for(connections.WAREHOUSE_DB)
+    with locks.warehouse_lock(warehouse, locks.run_lock_name(source), wait_s=0):
+        with pytest.raises(locks.LockBusy):
+            runner.run_source(source, AS_OF, "second", dry_run=False, policy=policy)
+        assert f.read_bytes() == before
+        # A dry run reads only: it takes no lock and is not refused.
+        preview = by_cat(runner.run_source(source, AS_OF, "preview", dry_run=True, policy=policy))
+        assert sum(r["remaining"] for r in preview.values()) >= 1
+    warehouse.dispose()
+    runner.run_source(source, AS_OF, "after", dry_run=False, policy=policy)
+    assert not f.exists()

@@ -29,6 +29,8 @@ would be kept and why; it writes nothing but its audit rows.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ from patron_privacy.engine import CategoryResult
 from patron_privacy.facts import MissingKeyError, Pseudonymizer, _insert_ignoring_duplicates
 from patron_privacy.files.atomic import FileChanged, atomic_delete, remove_stale_temps
 from patron_privacy.files.rules import BoundRule, HoldIndex, Tally, bind, error_text, new_result
+from patron_privacy.locks import lock_wait_s, run_lock_name, warehouse_lock
 from patron_privacy.policy import Policy, load_policy
 from patron_privacy.timebase import library_zone
 from patron_privacy.warehouse import active_holds, create_warehouse, write_audit
@@ -196,6 +199,29 @@ def _folder_module(source: str):
         ) from None
 
 
+def _locked_when_enforcing(run: Callable[..., list[dict]]) -> Callable[..., list[dict]]:
+    """An enforcing run holds its source's run lock (``patron_privacy.locks``), as the
+    database sources' runs do: two at once would each sweep the other's half-written
+    temporary files and rewrite the same file twice. The second waits, then refuses
+    with ``LockBusy`` having done nothing. Reading runs take no lock."""
+    sig = inspect.signature(run)
+
+    @functools.wraps(run)
+    def locked(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        if (a["mode"] or ("dry_run" if a["dry_run"] else "enforce")) != "enforce":
+            return run(*args, **kwargs)
+        warehouse = connections.engine_for(connections.WAREHOUSE_DB)
+        create_warehouse(warehouse)
+        with warehouse_lock(warehouse, run_lock_name(a["source_name"]), wait_s=lock_wait_s()):
+            return run(*args, **kwargs)
+
+    return locked
+
+
+@_locked_when_enforcing
 def run_folder(
     source_name: str,
     as_of: datetime,
@@ -327,6 +353,7 @@ def _pseudonymizer(setup: Setup) -> Pseudonymizer:
 # --- Squid --------------------------------------------------------------------------------------
 
 
+@_locked_when_enforcing
 def run_squid(
     as_of: datetime,
     run_id: str,
