@@ -9,13 +9,13 @@ import json
 from datetime import date, datetime
 
 import pytest
-from patron_privacy import connections
+from patron_privacy import connections, locks
 from patron_privacy.cli import main
 from patron_privacy.facts import new_key_file
 from patron_privacy.sources.libcal.client import LibCalError
 from patron_privacy.sources.libcal.connector import audience_band, delivery_mode, run_libcal
 from patron_privacy.sources.libcal.fixture import Fixture, LibCalFixtureServer
-from patron_privacy.warehouse import place_hold, program_facts, retention_audit
+from patron_privacy.warehouse import create_warehouse, place_hold, program_facts, retention_audit
 from sqlalchemy import select
 
 AS_OF = datetime(2026, 11, 30)
@@ -311,3 +311,17 @@ def test_a_dry_run_writes_no_fact_but_still_verifies(world):
     out = run_libcal(AS_OF, "dry", policy=policy, dry_run=True)
     assert out["facts_recorded"] == 5 and _facts() == {}
     assert [r["remaining"] for r in _audit("dry")] == [2]
+
+
+def test_a_second_run_while_one_holds_the_lock_refuses_having_written_nothing(world, monkeypatch):
+    _, policy = world
+    monkeypatch.setenv("PATRON_PRIVACY_LOCK_WAIT_S", "0.2")
+    w = connections.engine_for(connections.WAREHOUSE_DB)
+    create_warehouse(w)
+    with locks.warehouse_lock(w, locks.run_lock_name("libcal"), wait_s=0):
+        with pytest.raises(locks.LockBusy):
+            run_libcal(AS_OF, "second", policy=policy)
+        assert _facts() == {} and _audit("second") == []
+        assert run_libcal(AS_OF, "dry", policy=policy, dry_run=True)["facts_recorded"] == 5
+    w.dispose()
+    assert run_libcal(AS_OF, "after", policy=policy)["facts_recorded"] == 5

@@ -34,6 +34,7 @@ For Airflow: :func:`run_libcal` is the whole nightly step (facts, verification, 
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterator
@@ -428,6 +429,30 @@ def verify_registrations(rule: Rule, ctx: Context, h: Harvest, zone) -> tuple[di
 
 
 def run_libcal(
+    as_of: datetime,
+    run_id: str,
+    *,
+    policy=None,
+    send_alert: bool = False,
+    dry_run: bool = False,
+) -> dict:
+    """``_run_libcal`` under LibCal's run lock unless it is a dry run: two runs at once
+    would refresh the same events' facts and audit the same night twice."""
+    from patron_privacy.locks import lock_wait_s, run_lock_name, warehouse_lock  # noqa: PLC0415
+    from patron_privacy.warehouse import create_warehouse  # noqa: PLC0415
+
+    run = functools.partial(
+        _run_libcal, as_of, run_id, policy=policy, send_alert=send_alert, dry_run=dry_run
+    )
+    if dry_run:
+        return run()
+    warehouse = connections.engine_for(connections.WAREHOUSE_DB)
+    create_warehouse(warehouse)
+    with warehouse_lock(warehouse, run_lock_name(SOURCE), wait_s=lock_wait_s()):
+        return run()
+
+
+def _run_libcal(
     as_of: datetime,
     run_id: str,
     *,
