@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 
 import pytest
-from patron_privacy.inventory import discover
+from patron_privacy.inventory import COVERED, KEPT, build_report, discover
 from patron_privacy.sources.koha.connector import INVENTORY, KEYLESS_REFERENCES
 from sqlalchemy import (
     Column,
@@ -228,6 +228,7 @@ def test_discovery_on_kohas_own_kohastructure_sql(mariadb_url):
             conn.commit()
             tables = conn.execute(text("SHOW TABLES")).scalars().all()
         places = discover(engine, INVENTORY)
+        report = build_report("koha", None, bind=engine)
     finally:
         engine.dispose()
     declared = _declared_pairs(loaded)
@@ -237,8 +238,14 @@ def test_discovery_on_kohas_own_kohastructure_sql(mariadb_url):
         f"{len(tables)} in the database; foreign keys to borrowers: "
         f"{len({t for t, _ in found})} tables, {len(found)} columns"
     )
+    print(
+        f"shipped policy on it: {len(report.places)} places, {report.count(COVERED)} covered, "
+        f"{report.count(KEPT)} kept on purpose, not covered: {report.uncovered}"
+    )
     assert len(loaded) > 200, "that does not look like Koha's kohastructure.sql"
     assert found == declared
+    # Every place of the complete schema is classified by the shipped policy.
+    assert report.uncovered == [] and report.coverage_pct == 100.0
     for must in (
         ("statistics", "borrowernumber"),
         ("search_history", "userid"),
