@@ -16,7 +16,9 @@ corrupt gzip) is left exactly as it is, and nothing from it is recorded.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import ipaddress
 import re
 import zlib
@@ -26,9 +28,12 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from patron_privacy.engine import LEGAL_HOLD
 from patron_privacy.files.atomic import FileStamp, PendingRewrite, is_temp
 from patron_privacy.files.rules import BoundRule, HoldIndex, Tally
+from patron_privacy.sources.squid import blockscan
 from patron_privacy.sources.squid.connector import DEFAULTS, LIVE_LOG
 
 # A proxy line dated before 2000 comes from a clock gone wrong: a data error, never "old".
@@ -200,6 +205,7 @@ class LogScan:
     tallies: dict[str, Tally] = field(default_factory=dict)
     deletes: int = 0
     strips: int = 0
+    fast_lines: int = 0  # lines taken a block at a time (blockscan), not one by one
     pending: PendingRewrite | None = None
 
     @property
@@ -224,25 +230,56 @@ def _open(path: Path, gz: bool):
     return gzip.open(path, "rb") if gz else open(path, "rb", buffering=1 << 20)
 
 
-def strip_line(p: list[bytes], line: bytes, client: bool, ident: bool, query: bool) -> bytes:
-    """The line in Squid's native layout (elapsed right-aligned in 6), without what goes."""
-    end = b"\r\n" if line.endswith(b"\r\n") else (b"\n" if line.endswith(b"\n") else b"")
-    return (
-        b" ".join(
-            (
-                p[0],
-                p[1].rjust(6),
-                b"-" if client else p[2],
-                p[3],
-                p[4],
-                p[5],
-                p[6].split(b"?", 1)[0] if query else p[6],
-                b"-" if ident else p[7],
-                p[8],
-                p[9],
-            )
+# One line's fields with what lies between them, for any line of ten fields.
+_LAYOUT = re.compile(rb"(\s*\S+\s+\S+\s+)(\S+)(\s+\S+\s+\S+\s+\S+\s+)([^\s?]*)(\S*)(\s+)(\S+)")
+
+
+def line_problem(p: list[bytes], line: bytes, maxb: int) -> str | None:
+    """Why ``line`` (split into ``p``) is not a Squid native line, or None if it is one.
+
+    The one test the run, its verification and the validation suite share, so a
+    line one of them refuses is refused by all. ``line`` comes from ``readline(maxb)``:
+    a full ``maxb`` bytes without a newline is the start of an over-long line, bad
+    whatever its first bytes look like."""
+    if len(line) >= maxb and not line.endswith(b"\n"):
+        return f"longer than {maxb} bytes"
+    if len(p) != 10:
+        return f"{len(p)} fields, expected 10"
+    try:
+        ts = float(p[0])
+    except ValueError:
+        return "the time is not a number"
+    if not ts >= FLOOR_EPOCH:  # NaN too
+        return "the time is before 2000"
+    if b"/" not in p[3]:
+        return "no action/code"
+    return None
+
+
+def rest_of_line(rd, line: bytes, maxb: int):
+    """The rest of an over-long line, ``maxb`` bytes at a time: never held whole."""
+    while len(line) >= maxb and not line.endswith(b"\n"):
+        line = rd(maxb)
+        yield line
+
+
+def strip_line(line: bytes, client: bool, ident: bool, query: bool) -> bytes:
+    """The line without what goes: ``-`` for the client and user name, the URL cut at
+    its ``?``. Every other byte stays as it was (spacing, ``\\r\\n``), so a line with
+    nothing to strip comes out unchanged, and the block rewrite
+    (``blockscan.rewritten``) makes the same bytes without looking at lines one by one."""
+    m = _LAYOUT.match(line)
+    return b"".join(
+        (
+            m[1],
+            b"-" if client else m[2],
+            m[3],
+            m[4],
+            b"" if query else m[5],
+            m[6],
+            b"-" if ident else m[7],
+            line[m.end() :],
         )
-        + end
     )
 
 
@@ -263,82 +300,81 @@ def _held(plan: Plan, category: str, ident: bytes, ts: float) -> bool:
     return plan.holds.held(category, ident.decode("utf-8", "replace"), local)
 
 
-def process(
-    path: Path,
-    cfg: SquidConfig,
-    plan: Plan,
-    *,
-    facts: FactsAgg | None = None,
-    write: bool = False,
-) -> LogScan:
-    """Read one log: check every line, count what the rules do, record facts, and (``write``)
-    write its new content aside as ``scan.pending`` (not yet in place)."""
-    scan = LogScan(path, cfg.display(path))
-    scan.stamp = FileStamp.of(path)
-    scan.gz = is_gzip(path)
-    scan.live = path.name == cfg.live_file
-    s_rule, d_rule = plan.strip, plan.delete
-    strip_cut, del_cut = plan.cut(s_rule), plan.cut(d_rule)
-    s_cat = s_rule.category if s_rule else ""
-    d_cat = d_rule.category if d_rule else ""
-    s_fields = set(s_rule.fields) if s_rule else set()
-    sc, si, sq = "client" in s_fields, "ident" in s_fields, "query" in s_fields
-    s_live = bool(s_rule) and scan.live and LIVE_LOG in s_rule.blockers
-    d_live = bool(d_rule) and scan.live and LIVE_LOG in d_rule.blockers
-    s_hold = bool(plan.holds) and bool(s_rule) and LEGAL_HOLD in s_rule.blockers
-    d_hold = bool(plan.holds) and bool(d_rule) and LEGAL_HOLD in d_rule.blockers
-    s_kept: Counter = Counter()
-    d_kept: Counter = Counter()
-    s_cand = d_cand = n = bad = n_del = n_strip = 0
-    as_of = plan.as_of
-    gap = cfg.gap
-    buckets: dict[int, dict[bytes, list[int]]] = {}
-    last = dict(facts.last) if facts is not None else {}
-    b_start = b_end = 0.0
-    cur: dict[bytes, list[int]] = {}
-    maxb = cfg.max_line_bytes
-    out = None
-    pending: PendingRewrite | None = None
-    messages = scan.messages
-    fh = _open(path, scan.gz)
-    try:
-        rd = fh.readline
+class _Pass:
+    """One read of one file: counts, facts and the rewrite, fed by whole blocks of lines
+    (``block``) or line by line (``lines``) — both leave exactly the same state."""
+
+    def __init__(self, scan: LogScan, cfg: SquidConfig, plan: Plan, facts, write: bool):
+        self.scan, self.cfg, self.plan, self.write = scan, cfg, plan, write
+        s_rule, d_rule = plan.strip, plan.delete
+        self.strip_cut, self.del_cut = plan.cut(s_rule), plan.cut(d_rule)
+        self.s_cat = s_rule.category if s_rule else ""
+        self.d_cat = d_rule.category if d_rule else ""
+        fields = set(s_rule.fields) if s_rule else set()
+        self.sc, self.si, self.sq = "client" in fields, "ident" in fields, "query" in fields
+        self.s_live = bool(s_rule) and scan.live and LIVE_LOG in s_rule.blockers
+        self.d_live = bool(d_rule) and scan.live and LIVE_LOG in d_rule.blockers
+        self.s_hold = bool(plan.holds) and bool(s_rule) and LEGAL_HOLD in s_rule.blockers
+        self.d_hold = bool(plan.holds) and bool(d_rule) and LEGAL_HOLD in d_rule.blockers
+        self.s_kept: Counter = Counter()
+        self.d_kept: Counter = Counter()
+        self.s_cand = self.d_cand = self.n = self.bad = self.n_del = self.n_strip = 0
+        self.fast = 0
+        self.facts = facts is not None
+        self.buckets: dict[int, dict[bytes, list[int]]] = {}
+        self.last: dict[bytes, float] = dict(facts.last) if facts is not None else {}
+        self.maxb = cfg.max_line_bytes
+        self.out = None
+        self.pending: PendingRewrite | None = None
+
+    def begin(self, offset: int) -> None:
+        """Start the rewrite at the first line that changes: the bytes before it are copied."""
+        scan = self.scan
+        self.pending = PendingRewrite(
+            scan.path, gzip_level=self.cfg.gzip_level if scan.gz else None
+        )
+        self.out = self.pending.stream
+        _copy_prefix(scan.path, scan.gz, offset, self.out)
+
+    def bad_line(self, why: str) -> None:
+        self.bad += 1
+        if len(self.scan.messages) < MAX_MESSAGES:
+            self.scan.messages.append(
+                f"{self.scan.display} line {self.n}: not a Squid native access.log line ({why})"
+            )
+
+    def lines(self, rd, pos: int) -> int:
+        """Every line ``rd`` gives, one by one; ``pos`` is where the first starts in the
+        file. Returns where reading stopped."""
+        plan, maxb, facts, write = self.plan, self.maxb, self.facts, self.write
+        as_of, gap = plan.as_of, self.cfg.gap
+        del_cut, strip_cut, d_live, s_live = self.del_cut, self.strip_cut, self.d_live, self.s_live
+        d_hold, s_hold, d_cat, s_cat = self.d_hold, self.s_hold, self.d_cat, self.s_cat
+        sc, si, sq = self.sc, self.si, self.sq
+        buckets, last = self.buckets, self.last
+        b_start = b_end = 0.0
+        cur: dict[bytes, list[int]] = {}
         while True:
             line = rd(maxb)
             if not line:
-                break
-            n += 1
+                return pos
+            here = pos
+            pos += len(line)
+            self.n += 1
             p = line.split()
-            why = None
-            if len(p) != 10:
-                why = f"{len(p)} fields, expected 10"
-            else:
-                try:
-                    ts = float(p[0])
-                except ValueError:
-                    why = "the time is not a number"
-                else:
-                    if not ts >= FLOOR_EPOCH:  # NaN too
-                        why = "the time is before 2000"
-                    elif b"/" not in p[3]:
-                        why = "no action/code"
+            why = line_problem(p, line, maxb)
             if why is not None:
-                bad += 1
-                if len(line) >= maxb and not line.endswith(b"\n"):
-                    why = f"longer than {maxb} bytes"
-                if len(messages) < MAX_MESSAGES:
-                    messages.append(
-                        f"{scan.display} line {n}: not a Squid native access.log line ({why})"
-                    )
-                if out is not None:
-                    out.write(line)
-                while len(line) >= maxb and not line.endswith(b"\n"):
-                    line = rd(maxb)  # the rest of an over-long line, never held whole
-                    if out is not None:
-                        out.write(line)
+                self.bad_line(why)
+                if self.out is not None:
+                    self.out.write(line)
+                for more in rest_of_line(rd, line, maxb):
+                    pos += len(more)
+                    if self.out is not None:
+                        self.out.write(more)
                 continue
+            ts = float(p[0])
             client = p[2]
-            if ts < as_of and client != b"-" and facts is not None:
+            if facts and ts < as_of and client != b"-":
                 if ts >= b_end or ts < b_start:
                     b = int(ts // BUCKET)
                     b_start = b * float(BUCKET)
@@ -359,56 +395,242 @@ def process(
             action = 0
             if ts < del_cut:
                 if d_live:
-                    d_kept[LIVE_LOG] += 1
+                    self.d_kept[LIVE_LOG] += 1
                 elif d_hold and _held(plan, d_cat, p[7], ts):
-                    d_kept[LEGAL_HOLD] += 1
+                    self.d_kept[LEGAL_HOLD] += 1
                 else:
-                    d_cand += 1
+                    self.d_cand += 1
                     action = 2
             if ts < strip_cut and (
                 (sc and client != b"-") or (si and p[7] != b"-") or (sq and b"?" in p[6])
             ):
                 if s_live:
-                    s_kept[LIVE_LOG] += 1
+                    self.s_kept[LIVE_LOG] += 1
                 elif s_hold and _held(plan, s_cat, p[7], ts):
-                    s_kept[LEGAL_HOLD] += 1
+                    self.s_kept[LEGAL_HOLD] += 1
                 else:
-                    s_cand += 1
+                    self.s_cand += 1
                     if action == 0:
                         action = 1
             if action:
-                if write and out is None:
-                    pending = PendingRewrite(path, gzip_level=cfg.gzip_level if scan.gz else None)
-                    out = pending.stream
-                    _copy_prefix(path, scan.gz, fh.tell() - len(line), out)
+                if write and self.out is None:
+                    self.begin(here)
                 if action == 1:
-                    n_strip += 1
-                    if out is not None:
-                        out.write(strip_line(p, line, sc, si, sq))
+                    self.n_strip += 1
+                    if self.out is not None:
+                        self.out.write(strip_line(line, sc, si, sq))
                 else:
-                    n_del += 1
-            elif out is not None:
-                out.write(line)
+                    self.n_del += 1
+            elif self.out is not None:
+                self.out.write(line)
+
+    def block(self, buf, pos: int) -> None:
+        """Complete lines (``buf`` ends with a newline) starting at ``pos`` in the file:
+        taken apart with numpy if every one is strict, else line by line."""
+        lines = blockscan.analyse(buf, self.maxb, FLOOR_EPOCH)
+        ts = lines.ts if lines is not None else None
+        client_dash = coded = None
+        if lines is not None and self.facts:
+            client_dash = lines.is_dash(2)
+            counted = (ts < self.plan.as_of) & ~client_dash
+            if counted.any():
+                sel = np.flatnonzero(counted)
+                coded = blockscan.codes(lines.a, lines.fs[sel, 2], lines.fe[sel, 2])
+                if coded is None:
+                    lines = None  # a client field too long to code: line by line
+        if lines is None:
+            self.lines(io.BytesIO(bytes(buf)).readline, pos)
+            return
+        n = len(lines)
+        self.n += n
+        self.fast += n
+        if coded is not None:
+            self._facts(lines, sel, *coded)
+        changed = None
+        if self.plan.delete is not None:
+            old = ts < self.del_cut
+            k = int(np.count_nonzero(old))
+            if self.d_live:
+                if k:
+                    self.d_kept[LIVE_LOG] += k
+                delete = np.zeros(n, bool)
+            else:
+                self.d_cand += k
+                self.n_del += k
+                delete = old
+            changed = delete
+        else:
+            delete = np.zeros(n, bool)
+        strip = np.zeros(n, bool)
+        if self.plan.strip is not None:
+            inside = ts < self.strip_cut
+            if inside.any():
+                some = np.zeros(n, bool)
+                if self.sc:
+                    some |= ~(client_dash if client_dash is not None else lines.is_dash(2))
+                if self.si:
+                    some |= ~lines.is_dash(7)
+                if self.sq and not some[inside].all():
+                    some |= lines.query_at()[0]
+                some &= inside
+                k = int(np.count_nonzero(some))
+                if self.s_live:
+                    if k:
+                        self.s_kept[LIVE_LOG] += k
+                else:
+                    self.s_cand += k
+                    strip = some & ~delete
+                    self.n_strip += int(np.count_nonzero(strip))
+                    changed = strip if changed is None else (strip | delete)
+        if not self.write:
+            return
+        first = 0
+        if self.out is None:
+            if changed is None or not changed.any():
+                return
+            first = int(changed.argmax())
+            self.begin(pos + int(lines.start[first]))
+        self.out.write(blockscan.rewritten(lines, first, delete, strip, self.sc, self.si, self.sq))
+
+    def _facts(self, lines, sel, code, firsts) -> None:
+        """Requests and sessions per quarter hour and client of the block's counted lines."""
+        ts = lines.ts[sel]
+        cs, ce = lines.fs[sel, 2], lines.fe[sel, 2]
+        raw = lines.a
+        names = [raw[cs[i] : ce[i]].tobytes() for i in firsts]
+        last = self.last
+        before = np.array([last.get(c, -np.inf) for c in names], np.float64)
+        new, latest = blockscan.sessions(ts, code, before, self.cfg.gap)
+        for c, t in zip(names, latest.tolist(), strict=True):
+            last[c] = t
+        k = len(names)
+        key = np.floor_divide(ts, float(BUCKET)).astype(np.int64) * k + code
+        keys, inv = np.unique(key, return_inverse=True)
+        inv = inv.reshape(-1)
+        req = np.bincount(inv, minlength=len(keys)).tolist()
+        ses = np.bincount(inv[new], minlength=len(keys)).tolist()
+        buckets = self.buckets
+        for kk, r, s in zip(keys.tolist(), req, ses, strict=True):
+            b, c = divmod(kk, k)
+            cur = buckets.get(b)
+            if cur is None:
+                cur = buckets[b] = {}
+            v = cur.get(names[c])
+            if v is None:
+                cur[names[c]] = [r, s]
+            else:
+                v[0] += r
+                v[1] += s
+
+    def overlong(self, head, read, size: int) -> tuple[bytes, int]:
+        """A line that has run past ``maxb`` bytes with no newline yet: a bad line, copied
+        through to its newline as it is read, never held whole. Returns what follows it
+        and how many bytes of the line came after ``head``."""
+        self.n += 1
+        self.bad_line(f"longer than {self.maxb} bytes")
+        out = self.out
+        if out is not None:
+            out.write(head)
+        more = 0
+        while True:
+            chunk = read(size)
+            if not chunk:
+                return b"", more
+            i = chunk.find(b"\n")
+            if i < 0:
+                more += len(chunk)
+                if out is not None:
+                    out.write(chunk)
+                continue
+            more += i + 1
+            if out is not None:
+                out.write(chunk[: i + 1])
+            return chunk[i + 1 :], more
+
+    def blocks(self, fh, size: int) -> None:
+        """The file a block at a time, each cut after its last newline; the rest of the
+        last line goes in front of the next block."""
+        maxb = self.maxb
+        buf = bytearray(2 * size + maxb)
+        view = memoryview(buf)
+        have = pos = 0  # bytes of a line carried at the front of buf; file offset of buf[0]
+        while True:
+            got = fh.readinto(view[have : have + size])
+            if not got:
+                break
+            end = have + got
+            cut = buf.rfind(b"\n", 0, end) + 1
+            if cut:
+                self.block(view[:cut], pos)
+                pos += cut
+            if end - cut >= maxb:  # over-long: stream it through
+                rest, more = self.overlong(bytes(view[cut:end]), fh.read, size)
+                pos += end - cut + more
+                buf[: len(rest)] = rest
+                have = len(rest)
+            else:
+                buf[: end - cut] = buf[cut:end]
+                have = end - cut
+        if have:
+            self.lines(io.BytesIO(bytes(view[:have])).readline, pos)
+
+
+def process(
+    path: Path,
+    cfg: SquidConfig,
+    plan: Plan,
+    *,
+    facts: FactsAgg | None = None,
+    write: bool = False,
+    block_bytes: int | None = blockscan.BLOCK_BYTES,
+) -> LogScan:
+    """Read one log: check every line, count what the rules do, record facts, and (``write``)
+    write its new content aside as ``scan.pending`` (not yet in place).
+
+    ``block_bytes``: read that much at a time and take whole blocks of lines apart with
+    numpy (``blockscan``); None reads line by line, as does a run with legal holds on
+    user names (a hold is asked about one line at a time)."""
+    scan = LogScan(path, cfg.display(path))
+    scan.stamp = FileStamp.of(path)
+    scan.gz = is_gzip(path)
+    scan.live = path.name == cfg.live_file
+    run = first = _Pass(scan, cfg, plan, facts, write)
+    by_line = block_bytes is None or run.s_hold or run.d_hold
+    fh = _open(path, scan.gz)
+    try:
+        if by_line:
+            run.lines(fh.readline, 0)
+        else:
+            run.blocks(fh, block_bytes)
     except (EOFError, OSError, zlib.error) as exc:
         kind = "compressed data ends early or is corrupt (truncated gzip?)"
         if not isinstance(exc, EOFError | zlib.error | gzip.BadGzipFile):
             kind = f"cannot be read ({getattr(exc, 'strerror', None) or type(exc).__name__})"
-        scan.error = f"{scan.display} line {n + 1}: {kind}; left unchanged"
+        if not by_line:
+            # Blocks stop elsewhere than lines do: what line by line saw before the
+            # failure (lines, bad lines and their messages) comes from reading so.
+            scan.messages.clear()
+            run = _Pass(scan, cfg, plan, None, False)
+            with contextlib.suppress(EOFError, OSError, zlib.error), _open(path, scan.gz) as again:
+                run.lines(again.readline, 0)
+        scan.error = f"{scan.display} line {run.n + 1}: {kind}; left unchanged"
     finally:
         fh.close()
-    scan.lines, scan.bad = n, bad
+    scan.lines, scan.bad, scan.fast_lines = run.n, run.bad, run.fast
+    s_rule, d_rule = plan.strip, plan.delete
+    pending = run.pending
     if scan.error is not None:
-        if pending is not None:
-            pending.discard()
+        if first.pending is not None:
+            first.pending.discard()
         scan.tallies = {r.category: Tally(data_errors=1) for r in (s_rule, d_rule) if r}
         return scan
     if facts is not None:
-        facts.merge(buckets, last)
-    scan.deletes, scan.strips = n_del, n_strip
+        facts.merge(run.buckets, run.last)
+    scan.deletes, scan.strips = run.n_del, run.n_strip
     if s_rule:
-        scan.tallies[s_cat] = Tally(candidates=s_cand, kept=s_kept, data_errors=bad)
+        scan.tallies[run.s_cat] = Tally(candidates=run.s_cand, kept=run.s_kept, data_errors=run.bad)
     if d_rule:
-        scan.tallies[d_cat] = Tally(candidates=d_cand, kept=d_kept, data_errors=bad)
+        scan.tallies[run.d_cat] = Tally(candidates=run.d_cand, kept=run.d_kept, data_errors=run.bad)
     if pending is not None:
         if scan.delete_whole:
             pending.discard()

@@ -79,7 +79,12 @@ def _frame(times: list[float], cols: dict[str, list], zone) -> pd.DataFrame:
 
 def _file_lines(path: Path, cfg, extract: Extract, display: str):
     """(time, elapsed, status, bytes, method, branch) per good line of one file."""
-    from patron_privacy.sources.squid.accesslog import FLOOR_EPOCH, _open, is_gzip  # noqa: PLC0415
+    from patron_privacy.sources.squid.accesslog import (  # noqa: PLC0415
+        _open,
+        is_gzip,
+        line_problem,
+        rest_of_line,
+    )
 
     out = []
     shown = 0
@@ -94,25 +99,10 @@ def _file_lines(path: Path, cfg, extract: Extract, display: str):
             n += 1
             extract.set_aside_of += 1
             p = line.split()
-            why = None
-            ts = 0.0
-            if len(p) != 10:
-                why = f"{len(p)} fields, expected 10"
-            else:
-                try:
-                    ts = float(p[0])
-                except ValueError:
-                    why = "the time is not a number"
-                else:
-                    if not ts >= FLOOR_EPOCH:
-                        why = "the time is before 2000"
-                    elif b"/" not in p[3]:
-                        why = "no action/code"
+            why = line_problem(p, line, maxb)
             if why is not None:
-                if len(line) >= maxb and not line.endswith(b"\n"):
-                    why = f"longer than {maxb} bytes"
-                    while len(line) >= maxb and not line.endswith(b"\n"):
-                        line = rd(maxb)
+                for _ in rest_of_line(rd, line, maxb):
+                    pass
                 extract.set_aside_count += 1
                 if shown < MAX_MESSAGES_PER_FILE:
                     shown += 1
@@ -121,6 +111,7 @@ def _file_lines(path: Path, cfg, extract: Extract, display: str):
                         "set aside, copied unchanged"
                     )
                 continue
+            ts = float(p[0])
             out.append(
                 (
                     ts,
