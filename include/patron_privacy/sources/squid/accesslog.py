@@ -147,8 +147,12 @@ class FactsAgg:
         self.last: dict[bytes, float] = {}
 
     def merge(self, buckets: dict[int, dict[bytes, list[int]]], last: dict[bytes, float]):
+        """Add one file's counts (which the caller hands over and no longer uses)."""
         for b, clients in buckets.items():
-            into = self.buckets.setdefault(b, {})
+            into = self.buckets.get(b)
+            if into is None:  # the usual case: rotated files cover different hours
+                self.buckets[b] = clients
+                continue
             for c, (req, ses) in clients.items():
                 v = into.get(c)
                 if v is None:
@@ -163,11 +167,15 @@ class FactsAgg:
         from patron_privacy.facts import period_of  # noqa: PLC0415
 
         out: dict[tuple, list[int]] = {}
+        places: dict[bytes, tuple[str, str]] = {}
         for b, clients in self.buckets.items():
             local = datetime.fromtimestamp(b * BUCKET, cfg.zone)
+            day, hour = local.date(), local.hour
             for c, (req, ses) in clients.items():
-                branch, pc = cfg.place(c)
-                v = out.setdefault((local.date(), local.hour, branch, pc), [0, 0])
+                where = places.get(c)
+                if where is None:
+                    where = places[c] = cfg.place(c)
+                v = out.setdefault((day, hour, *where), [0, 0])
                 v[0] += req
                 v[1] += ses
         rows = []
@@ -435,7 +443,8 @@ class _Pass:
             counted = (ts < self.plan.as_of) & ~client_dash
             if counted.any():
                 sel = np.flatnonzero(counted)
-                coded = blockscan.codes(lines.a, lines.fs[sel, 2], lines.fe[sel, 2])
+                cs, ce = lines.field(2)
+                coded = blockscan.codes(lines.a, cs[sel], ce[sel])
                 if coded is None:
                     lines = None  # a client field too long to code: line by line
         if lines is None:
@@ -495,7 +504,7 @@ class _Pass:
     def _facts(self, lines, sel, code, firsts) -> None:
         """Requests and sessions per quarter hour and client of the block's counted lines."""
         ts = lines.ts[sel]
-        cs, ce = lines.fs[sel, 2], lines.fe[sel, 2]
+        cs, ce = (x[sel] for x in lines.field(2))
         raw = lines.a
         names = [raw[cs[i] : ce[i]].tobytes() for i in firsts]
         last = self.last
@@ -509,18 +518,24 @@ class _Pass:
         inv = inv.reshape(-1)
         req = np.bincount(inv, minlength=len(keys)).tolist()
         ses = np.bincount(inv[new], minlength=len(keys)).tolist()
+        bucket = keys // k
+        who = list(map(names.__getitem__, (keys % k).tolist()))
+        cuts = [0, *(np.flatnonzero(np.diff(bucket)) + 1).tolist(), len(keys)]
         buckets = self.buckets
-        for kk, r, s in zip(keys.tolist(), req, ses, strict=True):
-            b, c = divmod(kk, k)
+        # A bucket at a time (dicts built in C), not a client at a time.
+        for i, j, b in zip(cuts, cuts[1:], bucket[cuts[:-1]].tolist(), strict=False):
             cur = buckets.get(b)
             if cur is None:
-                cur = buckets[b] = {}
-            v = cur.get(names[c])
-            if v is None:
-                cur[names[c]] = [r, s]
-            else:
-                v[0] += r
-                v[1] += s
+                counts = map(list, zip(req[i:j], ses[i:j], strict=True))
+                buckets[b] = dict(zip(who[i:j], counts, strict=True))
+                continue
+            for c, r, n in zip(who[i:j], req[i:j], ses[i:j], strict=True):
+                v = cur.get(c)
+                if v is None:
+                    cur[c] = [r, n]
+                else:
+                    v[0] += r
+                    v[1] += n
 
     def overlong(self, head, read, size: int) -> tuple[bytes, int]:
         """A line that has run past ``maxb`` bytes with no newline yet: a bad line, copied

@@ -18,8 +18,6 @@ that decides exactly which lines are bad and says so. What a strict line means
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -30,33 +28,50 @@ _CLIENT_MAX = 64
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
-@dataclass
 class Lines:
-    """The lines of one block: where each starts and ends, its fields, its time."""
+    """The lines of one block: where each starts and ends, its time, and its fields
+    (``field(k)``: the start and end offsets of field ``k`` of every line)."""
 
-    a: np.ndarray  # the block's bytes (a view, not a copy)
-    start: np.ndarray  # offset of each line's first byte
-    end: np.ndarray  # offset of each line's newline
-    fs: np.ndarray  # (lines, 10) offset of each field
-    fe: np.ndarray  # (lines, 10) offset just past each field
-    ts: np.ndarray  # float64, exactly float() of the time field
+    def __init__(self, a, start, end, sep, before, ts):
+        self.a = a  # the block's bytes (a view, not a copy)
+        self.start = start  # offset of each line's first byte
+        self.end = end  # offset of each line's newline
+        self._sep = sep  # offsets of the separator bytes
+        self._before = before  # (lines, 10): index in _sep of the byte before each field
+        self.ts = ts  # float64, exactly float() of the time field
+        self._fields: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._query: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.start)
 
+    def field(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        got = self._fields.get(k)
+        if got is None:
+            i = self._before[:, k]
+            s = self._sep[i] + 1
+            if k == 0:
+                s[0] = 0
+            got = self._fields[k] = (s, self._sep[i + 1])
+        return got
+
     def is_dash(self, k: int) -> np.ndarray:
-        return (self.fe[:, k] - self.fs[:, k] == 1) & (self.a[self.fs[:, k]] == _DASH)
+        s, e = self.field(k)
+        return (e - s == 1) & (self.a[s] == _DASH)
 
     def query_at(self) -> tuple[np.ndarray, np.ndarray]:
         """Whether each URL has a ``?``, and the offset of its first one (else the URL's end)."""
-        url_s, url_e = self.fs[:, 6], self.fe[:, 6]
-        marks = np.flatnonzero(self.a == _QUERY)
-        if not len(marks):
-            return np.zeros(len(url_s), bool), url_e
-        i = np.searchsorted(marks, url_s)
-        at = marks[np.minimum(i, len(marks) - 1)]
-        has = (i < len(marks)) & (at < url_e)
-        return has, np.where(has, at, url_e)
+        if self._query is None:
+            url_s, url_e = self.field(6)
+            marks = np.flatnonzero(self.a == _QUERY)
+            if not len(marks):
+                self._query = (np.zeros(len(url_s), bool), url_e)
+            else:
+                i = np.searchsorted(marks, url_s)
+                at = marks[np.minimum(i, len(marks) - 1)]
+                has = (i < len(marks)) & (at < url_e)
+                self._query = (has, np.where(has, at, url_e))
+        return self._query
 
 
 def analyse(block: bytes, max_line_bytes: int, floor: float) -> Lines | None:
@@ -78,30 +93,29 @@ def analyse(block: bytes, max_line_bytes: int, floor: float) -> Lines | None:
             return None
     nl = at[is_nl]
     n = len(nl)
-    brk = np.flatnonzero(np.diff(at) != 1)
+    brk = np.flatnonzero(np.diff(at) != 1)  # a field starts after at[brk]
     if len(brk) + 1 != 10 * n:
         return None
-    fs = np.empty(10 * n, np.int64)
-    fe = np.empty(10 * n, np.int64)
-    fs[0], fe[0] = 0, at[0]
-    fs[1:] = at[brk] + 1
-    fe[1:] = at[brk + 1]
-    fs = fs.reshape(n, 10)
-    fe = fe.reshape(n, 10)
+    before = np.empty(10 * n, np.int64)
+    before[0] = -1  # the block's first field starts at 0 (checked above)
+    before[1:] = brk
+    before = before.reshape(n, 10)
+    # Ten fields a line: the first of every ten right after a newline (no space before it).
+    if n > 1 and not np.array_equal(at[before[1:, 0]], nl[:-1]):
+        return None
     start = np.empty(n, np.int64)
     start[0] = 0
     start[1:] = nl[:-1] + 1
-    # Ten fields a line: the first of every ten at a line's start (none before it).
-    if not np.array_equal(fs[:, 0], start):
-        return None
     if int((nl - start).max()) + 1 > max_line_bytes:
         return None
-    if not _slash_in(a, fs[:, 3], fe[:, 3]):
+    lines = Lines(a, start, nl, at, before, None)
+    if not _slash_in(a, *lines.field(3)):
         return None
-    ts = _times(a, fs[:, 0], fe[:, 0])
+    ts = _times(a, *lines.field(0))
     if ts is None or not bool((ts >= floor).all()):
         return None
-    return Lines(a, start, nl, fs, fe, ts)
+    lines.ts = ts
+    return lines
 
 
 def _rows(a: np.ndarray, s: np.ndarray, width: int) -> np.ndarray:
@@ -201,7 +215,8 @@ def sessions(
     k, m = len(before), len(ts)
     vals = np.concatenate([before, ts])
     grp = np.concatenate([np.arange(k), code])
-    order = np.argsort(grp, kind="stable")  # per client: its earlier latest, then file order
+    small = grp.astype(np.int16) if k < 1 << 15 else grp  # a radix sort, for few clients
+    order = np.argsort(small, kind="stable")  # per client: its earlier latest, then file order
     by_val = np.argsort(vals, kind="stable")
     rank = np.empty(k + m, np.int64)
     rank[by_val] = np.arange(k + m)
@@ -226,7 +241,7 @@ def rewritten(
     client: bool,
     ident: bool,
     query: bool,
-) -> bytes | memoryview:
+) -> memoryview:
     """Lines ``first`` on, as the rewrite has them: deleted ones left out, stripped ones
     with ``-`` for the client and user name and the URL cut at its ``?``, every other
     byte as it was (the same bytes ``accesslog.strip_line`` makes of one line).
@@ -240,21 +255,24 @@ def rewritten(
     if not delete.any() and not strip.any():
         return memoryview(a[base:])
     start, end = lines.start[first:], lines.end[first:] + 1
-    fs, fe = lines.fs[first:], lines.fe[first:]
-    cuts = np.empty((len(start), 3, 2), np.int64)
-    for col, f, on in ((0, 2, client), (2, 7, ident)):  # the field goes, its first byte is "-"
-        cuts[:, col, 0] = fs[:, f] + 1 if on else fs[:, f]
-        cuts[:, col, 1] = fe[:, f] if on else fs[:, f]
-    if query:
-        cuts[:, 1, 0] = lines.query_at()[1][first:]
-    else:
-        cuts[:, 1, 0] = fe[:, 6]
-    cuts[:, 1, 1] = fe[:, 6]
-    keep = ~strip
-    cuts[keep, :, 1] = cuts[keep, :, 0] = start[keep, None]
-    cuts[delete, 0, 0] = start[delete]
-    cuts[delete, 0, 1] = end[delete]
-    cuts[delete, 1:, :] = end[delete, None, None]
+    gone = np.where(delete, end, start)  # a deleted line: its first cut takes it all
+    cs, ce = (x[first:] for x in lines.field(2))
+    ue = lines.field(6)[1][first:]
+    ids, ide = (x[first:] for x in lines.field(7))
+    client_cut = (cs + 1, ce) if client else (cs, cs)  # the field goes, its first byte is "-"
+    query_cut = (lines.query_at()[1][first:], ue) if query else (ue, ue)
+    ident_cut = (ids + 1, ide) if ident else (ids, ids)
+    cuts = np.stack(
+        [
+            np.where(strip, client_cut[0], start),
+            np.where(strip, client_cut[1], gone),
+            np.where(strip, query_cut[0], gone),
+            np.where(strip, query_cut[1], gone),
+            np.where(strip, ident_cut[0], gone),
+            np.where(strip, ident_cut[1], gone),
+        ],
+        axis=1,
+    )
     bounds = cuts.reshape(-1) - base
     lengths = np.diff(bounds, prepend=0, append=len(a) - base)
     kept = np.zeros(len(lengths), bool)
@@ -262,11 +280,7 @@ def rewritten(
     mask = np.repeat(kept, lengths)
     part = a[base:]
     if client or ident:
-        dash = []
-        if client:
-            dash.append(fs[strip, 2])
-        if ident:
-            dash.append(fs[strip, 7])
+        dash = [f[strip] for f, on in ((cs, client), (ids, ident)) if on]
         if not part.flags.writeable:
             part = part.copy()
         part[np.concatenate(dash) - base] = _DASH  # in the block's own buffer: read already
