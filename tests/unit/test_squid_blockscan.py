@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from patron_privacy.engine import Hold
 from patron_privacy.files.rules import HoldIndex
 from patron_privacy.sources.squid import accesslog
 
@@ -246,4 +247,27 @@ def test_an_over_long_line_is_streamed_through_not_held():
         assert message.endswith("access.log.1 line 2: not a Squid native access.log line "
                                 "(longer than 1000 bytes)")  # fmt: skip
         assert scan.pending.tmp.read_bytes() == b"x" * 16_000_000 + b"\n"
+        scan.pending.discard()
+
+
+def test_a_legal_hold_on_a_user_name_is_asked_line_by_line():
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "access.log.1"
+        old = f"{T0 - 40 * DAY:.3f}"
+        path.write_text(
+            native(old, "10.0.0.1", "http://s.example/f?q=zz", "zed")
+            + native(old, "10.0.0.1", "http://s.example/f?q=zz", "amy")
+        )
+        rules = [
+            rule("strip", "client_identifiers", timedelta(days=1), ["client", "query"]),
+            rule("delete", "access_log_lines", timedelta(days=30)),
+        ]
+        for r in rules:
+            r.blockers = ("live_log", "legal_hold")
+        plan = accesslog.Plan.of(rules, AS_OF, HoldIndex([Hold("zed")]), ZONE)
+        scan = accesslog.process(path, config(path.parent, 65536), plan, write=True)
+        assert scan.fast_lines == 0 and scan.lines == 2
+        assert scan.tallies["access_log_lines"].kept == {"legal_hold": 1}
+        assert scan.tallies["client_identifiers"].kept == {"legal_hold": 1}
+        assert scan.pending.tmp.read_bytes() == path.read_bytes().splitlines(keepends=True)[0]
         scan.pending.discard()

@@ -211,19 +211,25 @@ def sessions(
     than ``gap`` after the latest of them (``before[c]`` carries the latest from the
     earlier blocks and files, -inf for none): the line-by-line rule, for all lines at
     once. The running latest per client comes from one cumulative maximum over
-    (client, rank of time) keys in client-then-file order."""
+    (client, rank of time) keys in client-then-file order, or, when every client's
+    times already come in order, is simply the time before."""
     k, m = len(before), len(ts)
     vals = np.concatenate([before, ts])
     grp = np.concatenate([np.arange(k), code])
     small = grp.astype(np.int16) if k < 1 << 15 else grp  # a radix sort, for few clients
     order = np.argsort(small, kind="stable")  # per client: its earlier latest, then file order
-    by_val = np.argsort(vals, kind="stable")
-    rank = np.empty(k + m, np.int64)
-    rank[by_val] = np.arange(k + m)
-    span = k + m
     g_sorted = grp[order]
-    run = np.maximum.accumulate(g_sorted * span + rank[order]) - g_sorted * span
-    latest = vals[by_val[run]]  # running latest per client, in that order
+    v_sorted = vals[order]
+    step = np.diff(v_sorted)
+    if bool((step[g_sorted[1:] == g_sorted[:-1]] >= 0).all()):
+        latest = v_sorted  # each client's times in order (the usual log): latest is the last
+    else:
+        by_val = np.argsort(vals, kind="stable")
+        rank = np.empty(k + m, np.int64)
+        rank[by_val] = np.arange(k + m)
+        span = k + m
+        run = np.maximum.accumulate(g_sorted * span + rank[order]) - g_sorted * span
+        latest = vals[by_val[run]]  # running latest per client, in that order
     real = np.flatnonzero(order >= k)  # never 0: every client's run opens with its `before`
     prev = latest[real - 1]
     new_sorted = (prev == -np.inf) | (vals[order[real]] - prev > gap)
@@ -254,6 +260,8 @@ def rewritten(
     delete, strip = delete[first:], strip[first:]
     if not delete.any() and not strip.any():
         return memoryview(a[base:])
+    if delete.all():  # the usual block of an old file
+        return memoryview(b"")
     start, end = lines.start[first:], lines.end[first:] + 1
     gone = np.where(delete, end, start)  # a deleted line: its first cut takes it all
     cs, ce = (x[first:] for x in lines.field(2))

@@ -6,7 +6,8 @@ the checks — the time, elapsed milliseconds, HTTP status, bytes, method and th
 the client maps to. Never the client address, the user name or the URL.
 
 * Lines of the wrong format (not ten fields, a time that is not a number or before 2000,
-  no action/code) are **set aside**: named by file and line in the report (at most a
+  no action/code, longer than ``max_line_bytes``; the run's own test,
+  ``accesslog.line_problem``) are **set aside**: named by file and line in the report (at most a
   few per file), counted, and copied unchanged by the run, which goes on with the rest.
   A file that cannot be read to its end (a truncated gzip) is set aside whole: the run
   leaves it as it is and records nothing from it.
