@@ -99,6 +99,12 @@ def _file_cli():
 
 
 def cmd_enforce(args) -> int:
+    if getattr(args, "category", None) and (_file_source(args) or args.source == "libcal"):
+        print(
+            f"error: --category is for database sources; {args.source} is read once for all",
+            file=sys.stderr,
+        )
+        return 2
     if _file_source(args):
         return _file_cli().run(args, "enforce")
     if args.source == "libcal":  # hosted, no deletion through its API: read, facts, verify
@@ -118,9 +124,18 @@ def cmd_enforce(args) -> int:
         if not args.dry_run:
             print("error: nothing was changed: validation failed", file=sys.stderr)
             return EXIT_FINDINGS
+    category = getattr(args, "category", None)
+    if category and category not in {r.category.name for r in run.rules}:
+        print(f"error: source {args.source} has no rule for category {category}", file=sys.stderr)
+        return 2
     if not args.dry_run:
         pipeline.extract_facts(run)
-    results = pipeline.enforce(run, dry_run=args.dry_run)
+    if category and not args.dry_run:
+        # What one mapped task of the nightly DAG does: one pass, under that category's lock.
+        results = [pipeline.enforce_category(run, category)]
+    else:
+        results = pipeline.enforce(run, dry_run=args.dry_run)
+        results = [r for r in results if not category or r["category"] == category]
     pipeline.record_audit(run, results, run_id)
     print(format_results(results))
     if args.json:
@@ -360,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
                 help="report what would change, per category and blocker; change nothing",
             )
             e.add_argument("--json", action="store_true", help="also print the results as JSON")
+            e.add_argument(
+                "--category",
+                default=None,
+                help="database sources: one category only, one pass under its own lock (what "
+                "the nightly DAG's per-category tasks do; other categories may run meanwhile)",
+            )
         e.set_defaults(func=func)
 
     v = sub.add_parser(

@@ -32,7 +32,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, text
@@ -111,48 +111,83 @@ def warehouse_lock(
 ) -> Iterator[Held]:
     """Hold the lock ``name`` for the block; wait up to ``wait_s`` seconds, then raise
     :class:`LockBusy`. ``name`` must not carry personal data (it may reach a log)."""
-    dialect = engine.dialect.name
-    if dialect == "sqlite":
-        with _file_lock(engine, name, wait_s, poll_s):
-            yield Held(name)
-        return
+    with warehouse_locks(engine, [name], wait_s=wait_s, poll_s=poll_s) as held:
+        yield held
+
+
+def _statements(dialect: str, name: str):
+    """(take, give) for one named lock on a server backend."""
     if dialect == "postgresql":
         key = _pg_key(name)
-        take = text("SELECT pg_try_advisory_lock(:k)").bindparams(k=key)
-        give = text("SELECT pg_advisory_unlock(:k)").bindparams(k=key)
-    elif dialect in ("mysql", "mariadb"):
+        return (
+            text("SELECT pg_try_advisory_lock(:k)").bindparams(k=key),
+            text("SELECT pg_advisory_unlock(:k)").bindparams(k=key),
+        )
+    if dialect in ("mysql", "mariadb"):
         lock_name = _mysql_name(name)
-        take = text("SELECT GET_LOCK(:n, 0)").bindparams(n=lock_name)
-        give = text("SELECT RELEASE_LOCK(:n)").bindparams(n=lock_name)
-    else:  # pragma: no cover - every warehouse backend we support is above
-        raise RuntimeError(f"no run lock for warehouse backend {dialect}")
+        return (
+            text("SELECT GET_LOCK(:n, 0)").bindparams(n=lock_name),
+            text("SELECT RELEASE_LOCK(:n)").bindparams(n=lock_name),
+        )
+    raise RuntimeError(f"no run lock for warehouse backend {dialect}")  # pragma: no cover
+
+
+@contextmanager
+def warehouse_locks(
+    engine: Engine, names: list[str], *, wait_s: float = DEFAULT_WAIT_S, poll_s: float = 0.5
+) -> Iterator[Held]:
+    """Hold every lock in ``names`` for the block, taken in sorted order and waiting up
+    to ``wait_s`` seconds in all; :class:`LockBusy` (none kept) if one stays taken.
+
+    On a server every lock lives on the one session kept for the block (a whole-source
+    run holds one lock per category: a connection each would drain the pool)."""
+    names = sorted(set(names))
+    label = ", ".join(names)
+    deadline = time.monotonic() + max(wait_s, 0.0)
+    if engine.dialect.name == "sqlite":
+        with ExitStack() as stack:
+            for name in names:
+                left = max(deadline - time.monotonic(), 0.0)
+                stack.enter_context(_file_lock(engine, name, left, poll_s))
+            yield Held(label)
+        return
+    locks = [(name, *_statements(engine.dialect.name, name)) for name in names]
     conn = engine.connect()
+    taken: list = []
     try:
+        for name, take, give in locks:
 
-        def try_once() -> bool:
-            got = conn.execute(take).scalar()
-            # Commit at once: the lock belongs to the session, and a transaction left
-            # open for a whole run would hold back the server's vacuum.
-            conn.commit()
-            return bool(got)
+            def try_once(take=take) -> bool:
+                got = conn.execute(take).scalar()
+                # Commit at once: the lock belongs to the session, and a transaction left
+                # open for a whole run would hold back the server's vacuum.
+                conn.commit()
+                return bool(got)
 
-        _wait(try_once, name, wait_s, poll_s)
+            _wait(try_once, name, max(deadline - time.monotonic(), 0.0), poll_s)
+            taken.append(give)
     except BaseException:
-        conn.close()
+        _release(conn, taken)
         raise
     try:
-        yield Held(name, conn)
+        yield Held(label, conn)
     finally:
-        try:
-            released = bool(conn.execute(give).scalar())
-            conn.commit()
-        except Exception:  # noqa: BLE001 - a lost session: the server released the lock
-            released = False
-        if not released:
-            # Never hand a session that may still hold the lock back to the pool, where
-            # another run's work would inherit it.
-            conn.invalidate()
-        conn.close()
+        _release(conn, taken)
+
+
+def _release(conn: Connection, gives: list) -> None:
+    released = True
+    try:
+        for give in reversed(gives):
+            released = bool(conn.execute(give).scalar()) and released
+        conn.commit()
+    except Exception:  # noqa: BLE001 - a lost session: the server released the locks
+        released = False
+    if not released:
+        # Never hand a session that may still hold a lock back to the pool, where
+        # another run's work would inherit it.
+        conn.invalidate()
+    conn.close()
 
 
 @contextmanager
@@ -190,3 +225,9 @@ def _file_lock(engine: Engine, name: str, wait_s: float, poll_s: float) -> Itera
 
 def run_lock_name(source: str) -> str:
     return f"run:{source}"
+
+
+def category_lock_name(source: str, category: str) -> str:
+    """One category's lock: the nightly DAG enforces a source's categories side by side,
+    each under its own; a whole-source run takes all of them (``warehouse_locks``)."""
+    return f"run:{source}:{category}"

@@ -5,6 +5,8 @@ Each source's DAG file holds its own runbook (its docstring) and calls
 so a source adds a connector and a validation suite, never a second DAG shape:
 
     validate → record facts → enforce → verify → audit (always)
+    (a database source fans out first: one mapped task per category, side by
+    side, each under its category's lock, before the whole-source pass)
     + a check that every personal table is classified, and a task that fails
       the run when any check failed
 
@@ -32,6 +34,8 @@ from patron_privacy.dag_defaults import LIBRARY_TZ, Tag, default_args, on_task_f
 VALIDATE = "validate_source_data"
 FACTS = "record_de_identified_facts"
 ENFORCE = "enforce_retention_policy"
+CATEGORIES = "read_categories_to_enforce_side_by_side"
+ENFORCE_CATEGORY = "enforce_one_category"
 VERIFY = "verify_nothing_past_its_window_identifies"
 AUDIT = "write_audit_rows"
 INVENTORY = "check_every_personal_table_is_classified"
@@ -176,10 +180,33 @@ def nightly_retention_dag(source: str, *, doc_md: str, tag: Tag, schedule: str =
                     + "; ".join(failure_lines(report)[:10])
                 ) from None
 
-        @task(task_id=ENFORCE)
-        def enforce(facts: dict) -> list[dict]:
+        @task(task_id=CATEGORIES)
+        def categories(facts: dict) -> list[str]:
             steps, info, _ = _step(source)
-            return steps.enforce(info)
+            return steps.categories(info)
+
+        # One mapped task per category, so more workers finish sooner; each holds its
+        # category's lock. The whole-source pass after them finishes what they left.
+        @task(task_id=ENFORCE_CATEGORY, map_index_template="{{ category }}")
+        def enforce_category(category: str) -> dict:
+            steps, info, context = _step(source)
+            context["category"] = category  # the mapped instance's name in the UI
+            return steps.enforce_category(info, category)
+
+        # none_failed: it runs when there was nothing to fan out (a dry run, SQLite).
+        @task(task_id=ENFORCE, trigger_rule="none_failed")
+        def enforce(facts: dict) -> list[dict]:
+            steps, info, context = _step(source)
+            fanned: list[dict] = []
+            if kind == "engine":
+                ti = context["ti"]
+                chosen = ti.xcom_pull(task_ids=CATEGORIES) or []
+                if chosen:
+                    pulled = ti.xcom_pull(
+                        task_ids=ENFORCE_CATEGORY, map_indexes=list(range(len(chosen)))
+                    )
+                    fanned = [f for f in (pulled or []) if f]
+            return steps.enforce(info, fanned)
 
         @task(task_id=VERIFY, on_failure_callback=alert)
         def verify(upstream) -> list[dict]:
@@ -246,7 +273,13 @@ def nightly_retention_dag(source: str, *, doc_md: str, tag: Tag, schedule: str =
 
         validated = validate()
         facts = record_facts(validated)
-        verified = verify(enforce(facts) if kind != "vendor" else facts)
+        if kind == "engine":
+            chosen = categories(facts)
+            enforced = enforce(facts)
+            enforce_category.expand(category=chosen) >> enforced
+            verified = verify(enforced)
+        else:
+            verified = verify(enforce(facts) if kind != "vendor" else facts)
         verified >> audit()
         found = inventory()
         validated >> found

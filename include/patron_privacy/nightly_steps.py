@@ -77,10 +77,23 @@ class EngineSteps:
             return {"facts_recorded": 0, "dry_run": True}
         return pipeline.extract_facts(run)
 
-    def enforce(self, r: RunInfo) -> list[dict]:
+    def categories(self, r: RunInfo) -> list[str]:
         from patron_privacy import pipeline  # noqa: PLC0415
 
-        return pipeline.enforce(self._run(r), dry_run=r.dry_run)
+        if r.dry_run:  # a preview is one read of every category: nothing to spread
+            return []
+        return pipeline.fan_out_categories(self._run(r))
+
+    def enforce_category(self, r: RunInfo, category: str) -> dict:
+        from patron_privacy import pipeline  # noqa: PLC0415
+
+        return pipeline.enforce_category(self._run(r), category)
+
+    def enforce(self, r: RunInfo, fanned: list[dict] = ()) -> list[dict]:
+        from patron_privacy import pipeline  # noqa: PLC0415
+
+        results = pipeline.enforce(self._run(r), dry_run=r.dry_run)
+        return pipeline.merge_fanned(list(fanned), results) if fanned else results
 
     def verify(self, r: RunInfo, upstream) -> list[dict]:
         from patron_privacy import pipeline  # noqa: PLC0415
@@ -111,7 +124,10 @@ class FileSteps:
             return {"facts_recorded": 0, "dry_run": True}
         return runner.record_facts(r.source, r.as_of, policy=r.policy)
 
-    def enforce(self, r: RunInfo) -> list[dict]:
+    def categories(self, r: RunInfo) -> list[str]:
+        return []  # one read of a file serves every category: nothing to spread
+
+    def enforce(self, r: RunInfo, fanned: list[dict] = ()) -> list[dict]:
         from patron_privacy.files import runner  # noqa: PLC0415
 
         return runner.run_source(r.source, r.as_of, r.run_id, r.dry_run, policy=r.policy)
@@ -142,7 +158,10 @@ class VendorSteps:
         out = run_libcal(r.as_of, r.run_id, policy=r.policy, dry_run=r.dry_run)
         return {k: v for k, v in out.items() if k != "alert"}
 
-    def enforce(self, r: RunInfo) -> list[dict]:
+    def categories(self, r: RunInfo) -> list[str]:
+        return []
+
+    def enforce(self, r: RunInfo, fanned: list[dict] = ()) -> list[dict]:
         raise NotImplementedError("LibCal's API cannot delete: the run verifies the vendor")
 
     def verify(self, r: RunInfo, upstream) -> list[dict]:

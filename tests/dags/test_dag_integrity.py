@@ -115,8 +115,10 @@ def test_every_source_has_a_nightly_retention_dag_from_the_factory(dagbag):
             problems.append(f"{source}: no {source}_nightly_retention DAG")
             continue
         tasks = {t.task_id for t in dag.tasks}
-        vendor = nightly_steps.kind_of(source) == nightly_steps.VENDOR
-        want = common if vendor else common | {nightly_dag.ENFORCE}
+        kind = nightly_steps.kind_of(source)
+        want = common if kind == nightly_steps.VENDOR else common | {nightly_dag.ENFORCE}
+        if kind == nightly_steps.ENGINE:
+            want = want | {nightly_dag.CATEGORIES, nightly_dag.ENFORCE_CATEGORY}
         if tasks != want:
             problems.append(f"{source}: tasks {sorted(tasks)}, expected {sorted(want)}")
         if not {Tag.RETENTION.value, Tag.NIGHTLY.value} <= set(dag.tags):
@@ -264,3 +266,20 @@ def test_parse_probe_catches_database_and_network_at_parse_time(tmp_path):
     result = probe_parse(bad, tmp_path)
     assert "sqlalchemy.create_engine" in result["attempts"]
     assert "socket.create_connection" in result["attempts"]
+
+
+def test_database_sources_fan_out_one_mapped_task_per_category_before_the_whole_pass(dagbag):
+    from patron_privacy import nightly_dag  # noqa: PLC0415
+
+    for source in ("koha", "evergreen", "libki"):
+        dag = dagbag.dags[f"{source}_nightly_retention"]
+        chooser = dag.get_task(nightly_dag.CATEGORIES)
+        mapped = dag.get_task(nightly_dag.ENFORCE_CATEGORY)
+        whole = dag.get_task(nightly_dag.ENFORCE)
+        assert nightly_dag.CATEGORIES in dag.get_task(nightly_dag.FACTS).downstream_task_ids
+        assert chooser.downstream_task_ids == {nightly_dag.ENFORCE_CATEGORY}
+        assert type(mapped).__name__.endswith("MappedOperator"), source
+        assert nightly_dag.ENFORCE in mapped.downstream_task_ids
+        # It must run when nothing fanned out (a dry run, a SQLite source: zero instances).
+        assert whole.trigger_rule == "none_failed"
+        assert nightly_dag.VERIFY in whole.downstream_task_ids

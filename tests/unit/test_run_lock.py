@@ -264,3 +264,57 @@ def test_cli_enforce_refuses_while_another_run_holds_the_source(home, monkeypatc
     rc, _, err = cli(capsys, "enforce", "--source", "koha", "--as-of", "2026-11-30")
     assert rc == 0, err
     assert _linked(eng) == 0
+
+
+# --- the nightly DAG's fan-out: one task per category, each under its own lock --------------
+
+
+def test_a_category_task_and_a_whole_source_run_exclude_each_other(koha, monkeypatch):
+    eng, policy = koha
+    monkeypatch.setenv("PATRON_PRIVACY_LOCK_WAIT_S", "0.3")
+    run = pipeline.open_run("koha", AS_OF, policy)
+    try:
+        assert pipeline.fan_out_categories(run) == [], "SQLite: one writer, nothing to spread"
+        held_name = locks.category_lock_name("koha", "returned_loans")
+        with locks.warehouse_lock(run.warehouse, held_name, wait_s=0):
+            # A whole-source run needs every category's lock: it refuses, changing nothing.
+            with pytest.raises(locks.LockBusy, match="run:koha:returned_loans"):
+                pipeline.enforce(run, dry_run=False)
+            assert _linked(eng) == LOANS
+            # The same category waits for its own lock, then refuses ...
+            with pytest.raises(locks.LockBusy):
+                pipeline.enforce_category(run, "returned_loans")
+            # ... while another category goes on meanwhile.
+            other = pipeline.enforce_category(run, "hold_history")
+            assert other["category"] == "hold_history" and other["mode"] == "enforce"
+            assert _linked(eng) == LOANS
+        done = pipeline.enforce_category(run, "returned_loans")
+        assert done["changed"] == LOANS and _linked(eng) == 0
+        with pytest.raises(KeyError, match="no rule for category nonesuch"):
+            pipeline.enforce_category(run, "nonesuch")
+    finally:
+        run.source_engine.dispose()
+        run.warehouse.dispose()
+
+
+def test_the_whole_pass_adds_what_the_category_tasks_did(koha):
+    eng, policy = koha
+    run = pipeline.open_run("koha", AS_OF, policy)
+    try:
+        fanned = [pipeline.enforce_category(run, "returned_loans")]
+        whole = pipeline.enforce(run, dry_run=False)
+    finally:
+        run.source_engine.dispose()
+        run.warehouse.dispose()
+    merged = {r["category"]: r for r in pipeline.merge_fanned(fanned, whole)}
+    alone = {r["category"]: r for r in whole}
+    assert alone["returned_loans"]["changed"] == 0, "the category task left nothing"
+    loans = merged["returned_loans"]
+    assert (
+        loans["changed"] == LOANS
+        and loans["batches"] == fanned[0]["batches"] + (alone["returned_loans"]["batches"])
+    )
+    assert loans["matched"] == LOANS + sum(loans["kept"].values()) + loans["remaining"]
+    assert {k: v for k, v in merged.items() if k != "returned_loans"} == {
+        k: v for k, v in alone.items() if k != "returned_loans"
+    }
