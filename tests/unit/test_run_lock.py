@@ -5,6 +5,7 @@ started together change each record once."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -318,3 +319,24 @@ def test_the_whole_pass_adds_what_the_category_tasks_did(koha):
     assert {k: v for k, v in merged.items() if k != "returned_loans"} == {
         k: v for k, v in alone.items() if k != "returned_loans"
     }
+
+
+def test_cli_enforce_one_category_as_a_mapped_task_does(home, monkeypatch, capsys):
+    eng = koha_home(home)
+    with eng.begin() as c:
+        add_patron(c, 10)
+        add_old_issue(c, 1, 10, AS_OF - timedelta(days=60))
+        add_fresh_loan(c)
+    args = ("enforce", "--source", "koha", "--as-of", "2026-11-30", "--category")
+    rc, _, err = cli(capsys, *args, "nonesuch")
+    assert rc == 2 and "no rule for category nonesuch" in err
+    rc, _, err = cli(capsys, "enforce", "--source", "squid", "--as-of", "2026-11-30",
+                     "--category", "access_log_lines")  # fmt: skip
+    assert rc == 2 and "--category is for database sources" in err
+    assert _linked(eng) == 1
+    rc, out, err = cli(capsys, *args, "returned_loans", "--json")
+    assert rc == 0, err
+    assert [r["category"] for r in json.loads(out.splitlines()[-1])["results"]] == [
+        "returned_loans"
+    ]
+    assert _linked(eng) == 0
