@@ -469,12 +469,17 @@ def new_result(rule: Rule, ctx: Context, mode: str) -> CategoryResult:
 
 def inspect_rule(engine: Engine, rule: Rule, ctx: Context, mode: str) -> CategoryResult:
     """Dry run or verification: classify only, change nothing."""
-    started = time.perf_counter()
-    result = new_result(rule, ctx, mode)
+    return _classified(engine, rule, ctx, new_result(rule, ctx, mode), time.perf_counter())
+
+
+def _classified(
+    engine: Engine, rule: Rule, ctx: Context, result: CategoryResult, started: float
+) -> CategoryResult:
+    """The result completed by one classification of what is left."""
     with engine.connect() as conn:
         counts, errors = classify(conn, rule, ctx)
     _fill_result(result, counts, errors)
-    result.matched = sum(counts.values())
+    result.matched = result.changed + sum(counts.values())
     result.duration_s = round(time.perf_counter() - started, 3)
     return result
 
@@ -502,12 +507,7 @@ def enforce_rule(
         _enforce_batches(engine, rule, ctx, result, recorder, batch_size, after_batch)
     finally:
         recorder.shutdown(wait=True)
-    with engine.connect() as conn:
-        counts, errors = classify(conn, rule, ctx)
-    _fill_result(result, counts, errors)
-    result.matched = result.changed + sum(counts.values())
-    result.duration_s = round(time.perf_counter() - started, 3)
-    return result
+    return _classified(engine, rule, ctx, result, started)
 
 
 def _enforce_batches(

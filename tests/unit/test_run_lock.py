@@ -245,12 +245,17 @@ def test_two_runs_at_once_one_refuses_when_it_may_not_wait(koha, monkeypatch):
     assert _changed(done[0]) == LOANS and _linked(eng) == 0
 
 
-def test_cli_enforce_refuses_while_another_run_holds_the_source(home, monkeypatch, capsys):
+def _one_loan_past_its_window(home):
     eng = koha_home(home)
     with eng.begin() as c:
         add_patron(c, 10)
         add_old_issue(c, 1, 10, AS_OF - timedelta(days=60))
         add_fresh_loan(c)
+    return eng
+
+
+def test_cli_enforce_refuses_while_another_run_holds_the_source(home, monkeypatch, capsys):
+    eng = _one_loan_past_its_window(home)
     warehouse = f"sqlite:///{home / 'warehouse.db'}"
     monkeypatch.setenv("PATRON_PRIVACY_LOCK_WAIT_S", "0")
     proc = _holder(warehouse)
@@ -322,11 +327,7 @@ def test_the_whole_pass_adds_what_the_category_tasks_did(koha):
 
 
 def test_cli_enforce_one_category_as_a_mapped_task_does(home, monkeypatch, capsys):
-    eng = koha_home(home)
-    with eng.begin() as c:
-        add_patron(c, 10)
-        add_old_issue(c, 1, 10, AS_OF - timedelta(days=60))
-        add_fresh_loan(c)
+    eng = _one_loan_past_its_window(home)
     args = ("enforce", "--source", "koha", "--as-of", "2026-11-30", "--category")
     rc, _, err = cli(capsys, *args, "nonesuch")
     assert rc == 2 and "no rule for category nonesuch" in err
