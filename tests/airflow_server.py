@@ -218,10 +218,17 @@ class AirflowServer:
     def run_path(self, dag_id: str, run_id: str) -> str:
         return f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
 
-    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
-        r = self.api("GET", f"{self.run_path(dag_id, run_id)}/taskInstances")
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        """Every task instance of the run, mapped ones one by one (the API pages at 50)."""
+        r = self.api(
+            "GET", f"{self.run_path(dag_id, run_id)}/taskInstances", params={"limit": 1000}
+        )
         r.raise_for_status()
-        return {t["task_id"]: t["state"] for t in r.json()["task_instances"]}
+        return r.json()["task_instances"]
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        """State per task id (a mapped task: one of its instances' states)."""
+        return {t["task_id"]: t["state"] for t in self.task_instances(dag_id, run_id)}
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         r = self.api("GET", self.run_path(dag_id, run_id))

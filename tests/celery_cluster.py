@@ -125,11 +125,9 @@ class CeleryCluster(AirflowServer):
             _pg(f'DROP DATABASE IF EXISTS "{self.meta_db}" WITH (FORCE)')
 
     def task_hosts(self, dag_id: str, run_id: str) -> dict[str, str | None]:
-        r = self.api("GET", f"{self.run_path(dag_id, run_id)}/taskInstances")
-        r.raise_for_status()
         return {
             t["task_id"] + (f"[{t['map_index']}]" if t.get("map_index", -1) >= 0 else ""): t.get(
                 "hostname"
             )
-            for t in r.json()["task_instances"]
+            for t in self.task_instances(dag_id, run_id)
         }
