@@ -231,3 +231,16 @@ def category_lock_name(source: str, category: str) -> str:
     """One category's lock: the nightly DAG enforces a source's categories side by side,
     each under its own; a whole-source run takes all of them (``warehouse_locks``)."""
     return f"run:{source}:{category}"
+
+
+@contextmanager
+def source_run_lock(source: str) -> Iterator[Held]:
+    """The source's run lock in the configured warehouse, for runs that do not hold an
+    open warehouse already (file sources, LibCal)."""
+    from patron_privacy import connections  # noqa: PLC0415 - both import this module
+    from patron_privacy.warehouse import create_warehouse  # noqa: PLC0415
+
+    warehouse = connections.engine_for(connections.WAREHOUSE_DB)
+    create_warehouse(warehouse)
+    with warehouse_lock(warehouse, run_lock_name(source), wait_s=lock_wait_s()) as held:
+        yield held

@@ -42,7 +42,7 @@ from patron_privacy.engine import CategoryResult
 from patron_privacy.facts import MissingKeyError, Pseudonymizer, _insert_ignoring_duplicates
 from patron_privacy.files.atomic import FileChanged, atomic_delete, remove_stale_temps
 from patron_privacy.files.rules import BoundRule, HoldIndex, Tally, bind, error_text, new_result
-from patron_privacy.locks import lock_wait_s, run_lock_name, warehouse_lock
+from patron_privacy.locks import source_run_lock
 from patron_privacy.policy import Policy, load_policy
 from patron_privacy.timebase import library_zone
 from patron_privacy.warehouse import active_holds, create_warehouse, write_audit
@@ -213,9 +213,7 @@ def _locked_when_enforcing(run: Callable[..., list[dict]]) -> Callable[..., list
         a = bound.arguments
         if (a["mode"] or ("dry_run" if a["dry_run"] else "enforce")) != "enforce":
             return run(*args, **kwargs)
-        warehouse = connections.engine_for(connections.WAREHOUSE_DB)
-        create_warehouse(warehouse)
-        with warehouse_lock(warehouse, run_lock_name(a["source_name"]), wait_s=lock_wait_s()):
+        with source_run_lock(a["source_name"]):
             return run(*args, **kwargs)
 
     return locked

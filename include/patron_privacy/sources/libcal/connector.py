@@ -438,17 +438,14 @@ def run_libcal(
 ) -> dict:
     """``_run_libcal`` under LibCal's run lock unless it is a dry run: two runs at once
     would refresh the same events' facts and audit the same night twice."""
-    from patron_privacy.locks import lock_wait_s, run_lock_name, warehouse_lock  # noqa: PLC0415
-    from patron_privacy.warehouse import create_warehouse  # noqa: PLC0415
+    from patron_privacy.locks import source_run_lock  # noqa: PLC0415
 
     run = functools.partial(
         _run_libcal, as_of, run_id, policy=policy, send_alert=send_alert, dry_run=dry_run
     )
     if dry_run:
         return run()
-    warehouse = connections.engine_for(connections.WAREHOUSE_DB)
-    create_warehouse(warehouse)
-    with warehouse_lock(warehouse, run_lock_name(SOURCE), wait_s=lock_wait_s()):
+    with source_run_lock(SOURCE):
         return run()
 
 
