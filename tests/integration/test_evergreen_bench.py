@@ -24,7 +24,9 @@ def test_evergreen_bench_tiny(tmp_path, sampled):
     out = tmp_path / "results" / "bench-evergreen.json"
     loop = {"loop_full_max": 50, "loop_sample": 40} if sampled else {}
     with pg_database("pp_eg_bench") as url:
-        report = bench.run(url, rows=3_000, past=1_000, patrons=200, out=str(out), **loop)
+        report = bench.run(
+            url, rows=3_000, past=1_000, patrons=200, out=str(out), trace_memory=True, **loop
+        )
 
     assert json.loads(out.read_text()) == json.loads(json.dumps(report, default=str))
     assert report["errors"] == []

@@ -21,7 +21,9 @@ MEASUREMENTS = ("engine", "engine_no_facts", "floor_single", "floor_ranged", "lo
 def test_bench_tiny(mariadb_url, tmp_path, sampled):
     out = tmp_path / "results" / "bench.json"
     loop = {"loop_full_max": 50, "loop_sample": 40} if sampled else {}
-    report = bench.run(mariadb_url, rows=3_000, past=1_000, patrons=200, out=str(out), **loop)
+    report = bench.run(
+        mariadb_url, rows=3_000, past=1_000, patrons=200, out=str(out), trace_memory=True, **loop
+    )
 
     assert json.loads(out.read_text()) == json.loads(json.dumps(report, default=str))
     assert report["errors"] == []

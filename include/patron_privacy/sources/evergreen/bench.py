@@ -509,6 +509,7 @@ def run(
     *,
     loop_full_max: int = LOOP_FULL_MAX,
     loop_sample: int = LOOP_SAMPLE,
+    trace_memory: bool = False,
 ) -> dict:
     """Build the state, measure engine, floor and loop on it, write and return the JSON."""
     common.check_sizes(rows, past, patrons)
@@ -578,6 +579,7 @@ def run(
             pseudo,
             _floors(db, p),
             lambda: _measure_loop(db, p, expected, loop_full_max, loop_sample),
+            trace_memory=trace_memory,
         )
         common.run_plan(
             plan,
