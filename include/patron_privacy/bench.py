@@ -160,7 +160,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
 # --- database and data ------------------------------------------------------------------------
 
 
-def _ensure_database(url: str) -> str:
+def ensure_database(url: str) -> str:
     u = make_url(url)
     if u.get_backend_name() not in ("mysql", "mariadb"):
         raise ValueError(f"the benchmark runs on MariaDB, not {u.get_backend_name()}")
@@ -181,7 +181,7 @@ def _ensure_database(url: str) -> str:
     return name
 
 
-def _drop_tables(db: Engine, name: str) -> None:
+def drop_tables(db: Engine, name: str) -> None:
     with db.connect() as c:
         tables = list(c.execute(text("SHOW TABLES")).scalars())
         if tables and MARKER not in tables:
@@ -198,7 +198,7 @@ def _drop_tables(db: Engine, name: str) -> None:
         c.commit()
 
 
-def _build(db: Engine, p: Params) -> dict:
+def build_old_issues(db: Engine, p: Params) -> dict:
     """The Koha state, set-based; returns seconds per step."""
     steps: dict[str, float] = {}
     seq = "seq_1_to_{}".format
@@ -369,11 +369,11 @@ def row_counts(db: Engine, tables: list[str]) -> dict[str, int]:
         return {t: c.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in tables}
 
 
-def _mark(db: Engine, p: Params) -> None:
+def mark_built(db: Engine, p: Params) -> None:
     mark(db, f"`{MARKER}`", p, "patron_privacy.bench")
 
 
-def _counts(db: Engine) -> dict:
+def data_counts(db: Engine) -> dict:
     out = row_counts(db, ["borrowers", "items", "old_issues", "accountlines", SAVED])
     with db.connect() as c:
         out["accountlines_outstanding"] = c.execute(
@@ -388,7 +388,7 @@ def _counts(db: Engine) -> dict:
 # --- end states -------------------------------------------------------------------------------
 
 
-def _state(db: Engine, p: Params) -> dict:
+def loan_state(db: Engine, p: Params) -> dict:
     """The whole borrowernumber column, summarised: what every method must agree on."""
     with db.connect() as c:
         row = c.execute(
@@ -403,7 +403,7 @@ def _state(db: Engine, p: Params) -> dict:
     return {"rows": int(row[0]), "anonymized": int(row[1]), "sum": int(row[2]), "crc": int(row[3])}
 
 
-def _expected(db: Engine, p: Params, pristine: dict) -> dict:
+def expected_outcome(db: Engine, p: Params, pristine: dict) -> dict:
     """Counts by reason on the pristine data, and the end state every method must reach."""
     with db.connect() as c:
         r = (
@@ -484,7 +484,7 @@ def wait_for_purge(db: Engine) -> dict:
     return {"purge_s": round(perf_counter() - t, 2), "purge_timed_out": True}
 
 
-def _reset(db: Engine, p: Params, pristine: dict) -> dict:
+def reset_loans(db: Engine, p: Params, pristine: dict) -> dict:
     """Put borrowernumber back from the saved copy (untimed by the caller's measurement)."""
     t = perf_counter()
     with db.begin() as c:
@@ -496,7 +496,7 @@ def _reset(db: Engine, p: Params, pristine: dict) -> dict:
             )
         )
     reset_s = round(perf_counter() - t, 1)
-    state = _state(db, p)
+    state = loan_state(db, p)
     if state != pristine:
         raise RuntimeError(f"reset did not restore the pristine state: {state} != {pristine}")
     return {"reset_s": reset_s, "purge_wait_s_after_reset": wait_for_purge(db)["purge_s"]}
@@ -532,7 +532,7 @@ def check_end_state(name: str, m: dict, state: dict, expected: dict, errors: lis
 # --- the measurements -------------------------------------------------------------------------
 
 
-def _engine_context(db: Engine, opts: dict) -> Context:
+def engine_context(db: Engine, opts: dict) -> Context:
     ctx = Context(as_of=AS_OF, holds_loader=lambda: [], options=opts)
     CONNECTOR.prepare(db, opts, ctx)  # resolves AnonymousPatron, as a real run does
     return ctx
@@ -655,7 +655,7 @@ def measure_engine(
     return out
 
 
-def _floors(db: Engine, p: Params) -> dict[str, Callable[[], dict]]:
+def loan_floors(db: Engine, p: Params) -> dict[str, Callable[[], dict]]:
     single = text(f"UPDATE old_issues o {SET_ANON} WHERE {ELIGIBLE}")
     ranged = text(
         f"UPDATE old_issues o {SET_ANON} WHERE o.issue_id BETWEEN :lo AND :hi AND {ELIGIBLE}"
@@ -913,7 +913,7 @@ def machine_info() -> dict:
     }
 
 
-def _server(db: Engine) -> dict:
+def server_info(db: Engine) -> dict:
     names = (
         "innodb_buffer_pool_size",
         "innodb_flush_log_at_trx_commit",
@@ -1007,30 +1007,30 @@ def run(
         "code_sha256": _code_versions(),
         "errors": errors,
     }
-    name = _ensure_database(url)
+    name = ensure_database(url)
     report["params"]["database"] = name
     db = create_engine(url, pool_pre_ping=True)
     measurements: dict[str, dict] = {}
     try:
-        report["mariadb"] = _server(db)
+        report["mariadb"] = server_info(db)
         t = perf_counter()
-        _drop_tables(db, name)
+        drop_tables(db, name)
         schema.create_schema(db)
-        _mark(db, p)
-        steps = _build(db, p)
+        mark_built(db, p)
+        steps = build_old_issues(db, p)
         report["build_s"] = round(perf_counter() - t, 2)
         report["build_steps_s"] = steps
         rss["after_build"] = rss_kb()
         log.info("built %s rows in %.1fs", rows, report["build_s"])
 
-        pristine = _state(db, p)
-        expected = _expected(db, p, pristine)
-        report["data"] = {"counts": _counts(db), **expected["counts"]}
+        pristine = loan_state(db, p)
+        expected = expected_outcome(db, p, pristine)
+        report["data"] = {"counts": data_counts(db), **expected["counts"]}
         report["pristine_state"] = pristine
         report["expected_end_state"] = expected["end_state"]
         report["purge_wait_s_after_build"] = wait_for_purge(db)["purge_s"]
 
-        ctx = _engine_context(db, opts)
+        ctx = engine_context(db, opts)
         if ctx.anonymous_patron != p.anon:
             errors.append(f"AnonymousPatron resolved to {ctx.anonymous_patron}, not {p.anon}")
         with db.connect() as c:
@@ -1044,16 +1044,16 @@ def run(
             ctx,
             batch_size,
             pseudo,
-            _floors(db, p),
+            loan_floors(db, p),
             lambda: _measure_loop(db, p, expected, loop_full_max, loop_sample),
             trace_memory=trace_memory,
         )
         run_plan(
             plan,
             measurements,
-            state=lambda: _state(db, p),
+            state=lambda: loan_state(db, p),
             expected=expected,
-            reset=lambda: _reset(db, p, pristine),
+            reset=lambda: reset_loans(db, p, pristine),
             errors=errors,
             rss=rss,
             settle=lambda m: add_purge_time(m, wait_for_purge(db)),

@@ -38,7 +38,7 @@ PG_ROOT = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 
 @contextmanager
-def _env(**values):
+def environment(**values):
     old = {k: os.environ.get(k) for k in values}
     os.environ.update({k: v for k, v in values.items() if v is not None})
     try:
@@ -137,7 +137,21 @@ def _build_koha(path: Path) -> None:
         )
 
 
-def _raw(url: str, queries: list[str]) -> float:
+def release_queries(url: str, period) -> list[str]:
+    """The GROUP BY statements a monthly release runs: the floor it is compared with."""
+    from patron_privacy.release import tables  # noqa: PLC0415
+
+    eng = create_engine(url)
+    try:
+        with eng.connect() as c:
+            counted = tables.count_monthly(c, period)
+            tables.count_planned(c, period, counted)
+    finally:
+        eng.dispose()
+    return counted.queries
+
+
+def raw_group_by(url: str, queries: list[str]) -> float:
     eng = create_engine(url)
     t0 = time.perf_counter()
     with eng.connect() as c:
@@ -148,7 +162,7 @@ def _raw(url: str, queries: list[str]) -> float:
     return dt
 
 
-def _release(period: str, as_of: date, out: Path, *, trace: bool = False):
+def timed_release(period: str, as_of: date, out: Path, *, trace: bool = False):
     """One release; timed without tracing, or traced (tracemalloc slows Python code)."""
     from patron_privacy.release.publish import publish  # noqa: PLC0415
 
@@ -205,23 +219,18 @@ def run(
             ),
             "PATRON_PRIVACY_HOME": str(work),
         }
-        with _env(**conn_env):
+        with environment(**conn_env):
             # Warm-up: caches, imports, the font cache; learn the statements the release runs.
             publish("month", period.label, as_of=as_of, base_dir=work / "exports")
-            eng = create_engine(url)
-            with eng.connect() as c:
-                counted = tables.count_monthly(c, period)
-                tables.count_planned(c, period, counted)
-            eng.dispose()
-            queries = counted.queries
+            queries = release_queries(url, period)
             raw_times, rel_times = [], []
             manifest = {}
             for _ in range(repeats):
-                raw_times.append(_raw(url, queries))
-                dt, manifest, _ = _release(period.label, as_of, work / "exports")
+                raw_times.append(raw_group_by(url, queries))
+                dt, manifest, _ = timed_release(period.label, as_of, work / "exports")
                 rel_times.append(dt)
-            _, _, peak_small = _release(prev.label, as_of, work / "exports", trace=True)
-            _, _, peak_large = _release(period.label, as_of, work / "exports", trace=True)
+            _, _, peak_small = timed_release(prev.label, as_of, work / "exports", trace=True)
+            _, _, peak_large = timed_release(period.label, as_of, work / "exports", trace=True)
         raw_med, rel_med = statistics.median(raw_times), statistics.median(rel_times)
         report.update(
             {

@@ -1,0 +1,99 @@
+"""The scale benchmark's harness, at a tiny size: every stage runs and every check holds.
+
+Real MariaDB (the Koha source) and PostgreSQL (the warehouse, a database of the
+benchmark's own). The figures themselves are `make bench`'s, not a test's.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from patron_privacy import bench_scale
+from sqlalchemy import create_engine, text
+
+pytestmark = pytest.mark.integration
+
+
+def test_scale_bench_tiny(mariadb_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATRON_PRIVACY_HOME", str(tmp_path / "home"))
+    out = tmp_path / "scale.json"
+    report = bench_scale.run(
+        koha_url=mariadb_url,
+        patrons=300,
+        loans=4_000,
+        past=1_500,
+        repeats=1,
+        out=str(out),
+        start_method="forkserver",
+    )
+
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report, default=str))
+    assert report["errors"] == []
+    nightly = report["nightly"]
+    assert list(nightly["stages_s"]) == [
+        "validate",
+        "inventory",
+        "record_facts",
+        "categories",
+        "enforce_one_category",
+        "enforce_retention_policy",
+        "verify",
+        "audit",
+    ]
+    assert nightly["wall_s"] == pytest.approx(sum(nightly["stages_s"].values()), abs=0.01)
+    # Koha on MariaDB fans out: one process per category, each measured.
+    assert nightly["categories_fanned_out"] > 10
+    mapped = [k for k in nightly["tasks"] if k.startswith("enforce_one_category[")]
+    assert len(mapped) == nightly["categories_fanned_out"]
+    assert all(t["max_rss_kb"] > 10_000 for t in nightly["tasks"].values())
+    # Every loan returned before the as-of became a fact; the loans eligible changed.
+    assert nightly["facts_recorded"] == report["data"]["loans_before_as_of"] > 0
+    enforcement = report["enforcement"]
+    assert enforcement["rows_changed"] == report["data"]["eligible"] > 0
+    assert set(enforcement["floors"]) == {"floor_single", "floor_ranged"}
+    assert all(m["end_state_matches"] for m in enforcement["floors"].values())
+    assert enforcement["engine_vs_floor"] > 0
+    release = report["release"]
+    assert release["facts_counted"]["circulation_facts"] > 0
+    assert release["audit_passed"] is True
+    assert release["ratio_release_to_raw"] > 0
+    assert report["memory"]["max_task_rss_kb"] >= max(
+        t["max_rss_kb"] for t in nightly["tasks"].values()
+    )
+
+
+def test_scale_bench_drops_its_warehouse(mariadb_url, tmp_path, monkeypatch):
+    """A failed run still drops the PostgreSQL database it created."""
+    monkeypatch.setenv("PATRON_PRIVACY_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(bench_scale, "nightly", _boom)
+    created: list[str] = []
+    make = bench_scale._warehouse
+
+    def recording(root_url):
+        name, url = make(root_url)
+        created.append(name)
+        return name, url
+
+    monkeypatch.setattr(bench_scale, "_warehouse", recording)
+    with pytest.raises(RuntimeError, match="stop here"):
+        bench_scale.run(koha_url=mariadb_url, patrons=50, loans=300, past=100, out=None)
+    assert len(created) == 1
+    root = create_engine(bench_scale.bench_release.PG_ROOT)
+    try:
+        assert created[0] not in _scale_databases(root)
+    finally:
+        root.dispose()
+
+
+def _boom(run_id, workers, start_method):
+    raise RuntimeError("stop here")
+
+
+def _scale_databases(root) -> set[str]:
+    with root.connect() as c:
+        return set(
+            c.execute(
+                text("SELECT datname FROM pg_database WHERE datname LIKE 'pp_scale_wh_%'")
+            ).scalars()
+        )
