@@ -88,21 +88,66 @@ def scan_sqlite(path: str | Path, needles: Iterable[str]) -> list[Finding]:
     # Raw bytes first: the last connection to close checkpoints and removes the -wal.
     for f in _raw_files(path):
         findings += scan_bytes(f.read_bytes(), needles, f"{f} (raw bytes)")
-    engine = create_engine(f"sqlite:///{path}")
+    findings += _scan_cells(f"sqlite:///{path}", needles, path.name)
+    return list(dict.fromkeys(findings))
+
+
+def _scan_cells(url: str, needles: list[str], label: str) -> list[Finding]:
+    findings: list[Finding] = []
+    engine = create_engine(url)
     try:
         with engine.connect() as conn:
+            preparer = engine.dialect.identifier_preparer
             for table in inspect(conn).get_table_names():
                 # Driver-level rows: no type processing that could fail on (or hide) a value.
-                result = conn.exec_driver_sql(f'SELECT * FROM "{table}"')
+                result = conn.exec_driver_sql(f"SELECT * FROM {preparer.quote(table)}")
                 columns = list(result.keys())
                 for row in result:
                     for col, value in zip(columns, row, strict=True):
-                        where = f"{path.name}:{table}.{col}"
+                        where = f"{label}:{table}.{col}"
                         for text in _cell_texts(value):
                             findings += scan_text(text, needles, where)
     finally:
         engine.dispose()
-    return list(dict.fromkeys(findings))
+    return findings
+
+
+def scan_database(url: str, needles: Iterable[str], label: str) -> list[Finding]:
+    """Every cell of every table of a server database (PostgreSQL, MariaDB)."""
+    return list(dict.fromkeys(_scan_cells(url, list(needles), label)))
+
+
+def scan_redis(url: str, needles: Iterable[str]) -> tuple[list[Finding], int]:
+    """Every key and value of one Redis database (strings, lists, sets, hashes, sorted
+    sets), and how many keys were read."""
+    import redis  # noqa: PLC0415 - only the distributed tests have a broker
+
+    needles = list(needles)
+    client = redis.Redis.from_url(url)
+    findings: list[Finding] = []
+    keys = 0
+    try:
+        for key in client.scan_iter(count=500):
+            keys += 1
+            kind = client.type(key).decode()
+            if kind == "string":
+                values = [client.get(key) or b""]
+            elif kind == "list":
+                values = client.lrange(key, 0, -1)
+            elif kind == "set":
+                values = list(client.smembers(key))
+            elif kind == "hash":
+                values = [b for kv in client.hgetall(key).items() for b in kv]
+            elif kind == "zset":
+                values = client.zrange(key, 0, -1)
+            else:
+                values = []
+            where = f"redis {url} key {key.decode(errors='replace')}"
+            for data in [key, *values]:
+                findings += scan_bytes(data, needles, where)
+    finally:
+        client.close()
+    return list(dict.fromkeys(findings)), keys
 
 
 def scan_tree(
