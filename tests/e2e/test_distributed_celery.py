@@ -5,6 +5,13 @@ this machine (``celery_cluster``), driven through the REST API as an operator wo
 Every run must succeed, every task must have run on one of the two workers, and the
 work must have spread over both. Then the warehouse must hold what a run on the
 embedded default holds: an audit row per category and the facts.
+
+The canary leak test, on this deployment: known personal values are planted in the
+MariaDB Koha before the night (a patron past every window, one inside them, and free
+text in their activity), and none may turn up in what the distributed run leaves: the
+PostgreSQL warehouse and Airflow metadata database (every cell: XCom, rendered
+fields, run conf), the Redis broker (every key and value), and every file under the
+cluster's root (task logs from both workers, each process's own log, config).
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ import uuid
 from datetime import date
 
 import pytest
-from celery_cluster import CeleryCluster
+from celery_cluster import REDIS, CeleryCluster
+from koha_canaries import INSIDE, PAST, canary_needles, plant_canaries
+from leak_scan import files_scanned, scan_database, scan_redis, scan_tree
 from patron_privacy.sources.koha.synthetic import build_koha_from_url
 from sqlalchemy import create_engine, text
 
@@ -72,6 +81,7 @@ def cluster(tmp_path_factory):
         f"{MARIADB}/{koha_db}?charset=utf8mb4",
         patrons=200, years=1, seed=5, as_of=date.fromisoformat(AS_OF),
     )  # fmt: skip
+    canaries = plant_canaries(f"{MARIADB}/{koha_db}?charset=utf8mb4")
     warehouse = f"{PG}/{warehouse_db}".replace("postgresql+psycopg2", "postgresql")
     server = CeleryCluster(
         root,
@@ -83,7 +93,7 @@ def cluster(tmp_path_factory):
     )
     try:
         server.start()
-        yield server, f"{PG}/{warehouse_db}"
+        yield server, f"{PG}/{warehouse_db}", f"{MARIADB}/{koha_db}?charset=utf8mb4", canaries
     finally:
         server.stop()
         _admin(f'DROP DATABASE IF EXISTS "{warehouse_db}" WITH (FORCE)')
@@ -96,19 +106,29 @@ def nightly_dags(server: CeleryCluster) -> list[str]:
     return sorted(d["dag_id"] for d in r.json()["dags"] if d["dag_id"] not in NOT_IN_DEMO)
 
 
-def test_the_nightly_dags_run_on_two_celery_workers(cluster):
-    server, warehouse = cluster
+@pytest.fixture(scope="module")
+def night(cluster) -> dict[str, str]:
+    """Every nightly DAG triggered at once through the API (the workers share the
+    night's work); waits for each run to end and returns their run ids."""
+    server = cluster[0]
     server.wait_for_dag("koha_nightly_retention")
     dags = nightly_dags(server)
     assert "koha_nightly_retention" in dags
     for dag_id in dags:
         server.wait_for_dag(dag_id)
     runs = {}
-    for dag_id in dags:  # all at once: the workers share the nights' work
+    for dag_id in dags:
         r = server.trigger(dag_id, {"dry_run": False, "as_of": AS_OF})
         assert r.status_code == 200, r.text
         runs[dag_id] = r.json()["dag_run_id"]
+    for dag_id, run_id in runs.items():
+        server.wait_for_run(dag_id, run_id, timeout=600)
+    return runs
 
+
+def test_the_nightly_dags_run_on_two_celery_workers(cluster, night):
+    server, warehouse, _, _ = cluster
+    runs = night
     hosts: dict[str, str | None] = {}
     for dag_id, run_id in runs.items():
         state = server.wait_for_run(dag_id, run_id, timeout=600)
@@ -146,8 +166,46 @@ def test_the_nightly_dags_run_on_two_celery_workers(cluster):
     assert audited >= 10 and facts > 0
 
 
+def test_no_canary_reaches_any_artifact_of_the_distributed_run(cluster, night):
+    server, warehouse, koha, canaries = cluster
+    assert server.wait_for_run("koha_nightly_retention", night["koha_nightly_retention"]) == (
+        "success"
+    )
+    # The night really worked on the canaries: the past patron is anonymized, the one
+    # inside its windows is not (a run that did nothing leaks nothing).
+    engine = create_engine(koha)
+    try:
+        with engine.connect() as c:
+            names = dict(
+                c.execute(
+                    text("SELECT borrowernumber, surname FROM borrowers WHERE borrowernumber IN "
+                         "(:p, :i)"),
+                    {"p": canaries["past"], "i": canaries["inside"]},
+                ).all()
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+    assert names[canaries["past"]] != PAST["surname"]
+    assert names[canaries["inside"]] == INSIDE["surname"]
+
+    needles = canary_needles()
+    meta = f"{PG}/{server.meta_db}"
+    findings = [
+        *scan_database(warehouse, needles, "warehouse"),
+        *scan_database(meta, needles, "airflow metadata"),
+        *scan_tree(server.root, needles),
+    ]
+    redis_findings, keys = scan_redis(REDIS, needles)
+    findings += redis_findings
+    # The scans read something: the night's task logs are among the files, and the
+    # broker holds this cluster's keys.
+    assert files_scanned(server.home / "logs") > 20
+    assert keys > 0
+    assert not findings, "\n".join(map(str, findings))
+
+
 def test_a_worker_killed_mid_task_is_retried_on_the_other_and_the_result_is_right(cluster):
-    server, warehouse = cluster
+    server, warehouse, _, _ = cluster
     dag_id = "koha_nightly_retention"
     enforcing = ("enforce_one_category", "enforce_retention_policy")
     server.wait_for_dag(dag_id)

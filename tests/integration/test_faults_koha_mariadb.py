@@ -6,6 +6,10 @@ window as it was.
 
 Two identical libraries are built from one seed: ``interrupted`` suffers the fault and
 is rerun, ``reference`` runs once. The CLI runs as a subprocess, as a task would.
+
+Both carry the same canaries (``koha_canaries``): nothing a faulted run prints, not
+even a killed run's partial output or a dropped connection's error, and nothing it
+leaves in its warehouse or home may contain one.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from koha_canaries import PAST, canary_needles, plant_canaries
+from leak_scan import scan_sqlite, scan_text, scan_tree
 from patron_privacy import connections
 from patron_privacy.facts import new_key_file
 from patron_privacy.sources.koha import synthetic
@@ -66,6 +72,8 @@ class Library:
         synthetic.build_koha(
             self.engine, patrons=90, years=1, seed=SEED, as_of=date.fromisoformat(AS_OF)
         )
+        self.canaries = plant_canaries(f"{MARIADB}/{self.db}?charset=utf8mb4")
+        self.outputs: list[tuple[str, str]] = []  # (which run, what it printed)
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
@@ -83,7 +91,7 @@ class Library:
         ]  # fmt: skip
 
     def enforce(self, run_id: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
+        done = subprocess.run(
             self.command(run_id),
             env=self.env(),
             capture_output=True,
@@ -91,6 +99,22 @@ class Library:
             timeout=RUN_TIMEOUT,
             check=False,
         )
+        self.outputs.append((run_id, done.stdout + done.stderr))
+        return done
+
+    def surname(self, borrowernumber: int) -> str | None:
+        with self.engine.connect() as c:
+            return c.execute(
+                text("SELECT surname FROM borrowers WHERE borrowernumber = :b"),
+                {"b": borrowernumber},
+            ).scalar_one()
+
+    def leaks(self) -> list:
+        """Canaries in anything the runs printed or left in this library's home."""
+        needles = canary_needles()
+        found = [f for run_id, out in self.outputs for f in scan_text(out, needles, run_id)]
+        found += scan_sqlite(self.home / "warehouse.db", needles)
+        return found + scan_tree(self.home, needles)
 
     def start(self, run_id: str) -> subprocess.Popen:
         return subprocess.Popen(
@@ -180,6 +204,10 @@ def libraries(tmp_path_factory):
         made["reference"] = Library(root, "reference", keys, policy)
         done = made["reference"].enforce("reference")
         assert done.returncode == 0, done.stderr[-3000:]
+        # The run worked on the canaries: the expired one is anonymized.
+        ref = made["reference"]
+        assert ref.surname(ref.canaries["past"]) != PAST["surname"]
+        assert not ref.leaks(), "\n".join(map(str, ref.leaks()))
         made["reference_state"] = made["reference"].state()
         yield root, keys, policy, made
     finally:
@@ -204,6 +232,7 @@ def _check_converged(lib: Library, reference: Library, ref_state: dict, in_windo
     assert lib.in_window_loans() == in_window, "a loan inside its window was touched"
     assert lib.state() == ref_state
     assert lib.facts() == reference.facts(), "facts differ from the uninterrupted run's"
+    assert not lib.leaks(), "\n".join(map(str, lib.leaks()))
 
 
 def test_sigkill_mid_batch_then_rerun_equals_an_uninterrupted_run(libraries):
@@ -214,7 +243,8 @@ def test_sigkill_mid_batch_then_rerun_equals_an_uninterrupted_run(libraries):
     proc = lib.start("killed-1")
     done = _wait_for_progress(lib, proc, at_least=BATCH * 2)
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    out, err = proc.communicate(timeout=30)
+    lib.outputs.append(("killed-1", out + err))
     assert proc.returncode == -signal.SIGKILL
     assert done < total, "killed after the work was finished: not a mid-run fault"
     rerun = lib.enforce("killed-2")
@@ -234,6 +264,7 @@ def test_a_dropped_connection_fails_the_run_and_the_retry_finishes_it(libraries)
             c.execute(text(f"KILL CONNECTION {int(cid)}"))
     server.dispose()
     out, err = proc.communicate(timeout=RUN_TIMEOUT)
+    lib.outputs.append(("dropped-1", out + err))
     if proc.returncode == 0:
         # The kill landed between two statements and the pool reconnected: still a
         # fault the run survived; the end state below must be right all the same.
