@@ -31,6 +31,7 @@ def test_scale_bench_tiny(mariadb_url, tmp_path, monkeypatch):
     assert json.loads(out.read_text()) == json.loads(json.dumps(report, default=str))
     assert report["errors"] == []
     nightly = report["nightly"]
+    assert nightly["finished"] is True
     assert list(nightly["stages_s"]) == [
         "validate",
         "inventory",
@@ -86,7 +87,7 @@ def test_scale_bench_drops_its_warehouse(mariadb_url, tmp_path, monkeypatch):
         root.dispose()
 
 
-def _boom(run_id, workers, start_method):
+def _boom(run_id, workers, start_method, progress):
     raise RuntimeError("stop here")
 
 
