@@ -45,6 +45,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
 
@@ -97,7 +98,6 @@ def _task(step: str, run_id: str, arg, env: dict[str, str]) -> dict:
     os.environ.update(env)
     from patron_privacy import pipeline  # noqa: PLC0415
     from patron_privacy.nightly_steps import EngineSteps, RunInfo  # noqa: PLC0415
-    from patron_privacy.policy import load_policy  # noqa: PLC0415
 
     t0 = time.perf_counter()
     policy = load_policy()
@@ -364,7 +364,7 @@ def run(
     db = create_engine(koha_url, pool_pre_ping=True)
     wh_name, wh_url = _warehouse(root_url)
     work = Path(tempfile.mkdtemp(prefix="pp-scale-bench-"))
-    saved_env = dict(os.environ)
+    restore = ExitStack()  # the environment, as it was before the run's connections
     try:
         report["mariadb"] = bench.server_info(db)
         t = time.perf_counter()
@@ -386,15 +386,15 @@ def run(
         }
         bench.wait_for_purge(db)
 
-        os.environ.update(
-            {
-                "AIRFLOW_CONN_KOHA_DB": _airflow_uri(koha_url, "mysql"),
-                "AIRFLOW_CONN_WAREHOUSE_DB": _airflow_uri(wh_url, "postgres"),
-                "AIRFLOW_CONN_PSEUDONYM_KEYS": json.dumps(
+        restore.enter_context(
+            bench_release.environment(
+                AIRFLOW_CONN_KOHA_DB=_airflow_uri(koha_url, "mysql"),
+                AIRFLOW_CONN_WAREHOUSE_DB=_airflow_uri(wh_url, "postgres"),
+                AIRFLOW_CONN_PSEUDONYM_KEYS=json.dumps(
                     {"conn_type": "generic", "extra": {"keys": _pseudonym_keys(db)}}
                 ),
-                "PATRON_PRIVACY_HOME": str(work),
-            }
+                PATRON_PRIVACY_HOME=str(work),
+            )
         )
         from patron_privacy.warehouse import create_warehouse  # noqa: PLC0415
 
@@ -457,8 +457,7 @@ def run(
         errors.append(f"fatal: {type(exc).__name__}: {exc}")
         raise
     finally:
-        os.environ.clear()
-        os.environ.update(saved_env)
+        restore.close()
         db.dispose()
         if not keep:
             _drop_warehouse(root_url, wh_name)

@@ -76,12 +76,12 @@ def cluster(tmp_path_factory):
     # Koha on MariaDB, as a large library runs it: its categories fan out over the workers
     # (on the demo's SQLite, one writer at a time, they would not).
     koha_db = f"pp_celery_koha_{uuid.uuid4().hex[:10]}"
+    koha = f"{MARIADB}/{koha_db}?charset=utf8mb4"
     _mariadb(f"CREATE DATABASE `{koha_db}` CHARACTER SET utf8mb4")
     build_koha_from_url(
-        f"{MARIADB}/{koha_db}?charset=utf8mb4",
-        patrons=200, years=1, seed=5, as_of=date.fromisoformat(AS_OF),
+        koha, patrons=200, years=1, seed=5, as_of=date.fromisoformat(AS_OF)
     )  # fmt: skip
-    canaries = plant_canaries(f"{MARIADB}/{koha_db}?charset=utf8mb4")
+    canaries = plant_canaries(koha)
     warehouse = f"{PG}/{warehouse_db}".replace("postgresql+psycopg2", "postgresql")
     server = CeleryCluster(
         root,
@@ -93,7 +93,7 @@ def cluster(tmp_path_factory):
     )
     try:
         server.start()
-        yield server, f"{PG}/{warehouse_db}", f"{MARIADB}/{koha_db}?charset=utf8mb4", canaries
+        yield server, f"{PG}/{warehouse_db}", koha, canaries
     finally:
         server.stop()
         _admin(f'DROP DATABASE IF EXISTS "{warehouse_db}" WITH (FORCE)')
