@@ -75,7 +75,7 @@ from sqlalchemy import (
 
 from patron_privacy import connections
 from patron_privacy.engine import VALID_DATE_FLOOR, Anonymize, Category, Context, Recording
-from patron_privacy.facts import loan_fact
+from patron_privacy.facts import loan_fact, record_in_batches
 from patron_privacy.inventory import COLUMN_RULES, ColumnRule, KeylessLink, SourceInventory
 from patron_privacy.sources.base import Connector, SourceConfigError
 from patron_privacy.sources.evergreen import schema as S
@@ -560,19 +560,19 @@ def extract_facts(engine: Engine, ctx: Context, since: datetime | None, batch_si
         circ.c.checkin_time < ctx.as_of,
         circ.c.checkin_time >= (since or VALID_DATE_FLOOR),
     )
-    written = 0
-    lo = None
-    while True:
+
+    def read(after):
         q = select(circ.c.id).where(last)
-        if lo is not None:
-            q = q.where(circ.c.id > lo)
+        if after is not None:
+            q = q.where(circ.c.id > after)
         with engine.connect() as conn:
             ids = list(conn.execute(q.order_by(circ.c.id).limit(batch_size)).scalars())
             if not ids:
-                return written
+                return [], None
             rows = conn.execute(_chain_facts_query(circ.c.id.in_(ids))).mappings().all()
-        written += ctx.facts_sink([_to_fact(r, ctx) for r in rows])
-        lo = ids[-1]
+        return rows, ids[-1]
+
+    return record_in_batches(read, lambda rows: ctx.facts_sink([_to_fact(r, ctx) for r in rows]))
 
 
 # --- the categories ---------------------------------------------------------------------------

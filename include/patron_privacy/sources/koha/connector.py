@@ -44,7 +44,7 @@ from sqlalchemy import (
 
 from patron_privacy import connections
 from patron_privacy.engine import VALID_DATE_FLOOR, Anonymize, Category, Context, Recording
-from patron_privacy.facts import loan_fact
+from patron_privacy.facts import loan_fact, record_in_batches
 from patron_privacy.inventory import KeylessLink, SourceInventory
 from patron_privacy.sources.base import Connector, SourceConfigError
 from patron_privacy.sources.koha import schema
@@ -168,22 +168,19 @@ def _to_fact(r, ctx: Context) -> dict:
 
 def extract_facts(engine: Engine, ctx: Context, since: datetime | None, batch_size: int) -> int:
     """Facts for loans returned in [since, as-of), keyset-batched on issue_id."""
-    written = 0
-    lo = None
     base = _loan_fact_query().where(
         old_issues.c.returndate < ctx.as_of,
         old_issues.c.returndate >= (since or datetime(1900, 1, 1)),
     )
-    while True:
-        q = base if lo is None else base.where(old_issues.c.issue_id > lo)
+
+    def read(after):
+        q = base if after is None else base.where(old_issues.c.issue_id > after)
         with engine.connect() as conn:
-            rows = (
-                conn.execute(q.order_by(old_issues.c.issue_id).limit(batch_size)).mappings().all()
-            )
-        if not rows:
-            return written
-        written += ctx.facts_sink([_to_fact(r, ctx) for r in rows])
-        lo = rows[-1]["issue_id"]
+            rows = conn.execute(q.order_by(old_issues.c.issue_id).limit(batch_size)).mappings()
+            rows = rows.all()
+        return rows, rows[-1]["issue_id"] if rows else None
+
+    return record_in_batches(read, lambda rows: ctx.facts_sink([_to_fact(r, ctx) for r in rows]))
 
 
 # --- the rest of Koha's patron data (issue 3: the personal-data inventory) ---------------------

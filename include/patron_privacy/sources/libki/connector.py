@@ -60,7 +60,12 @@ from sqlalchemy import (
 
 from patron_privacy import connections
 from patron_privacy.engine import VALID_DATE_FLOOR, Anonymize, Category, Context, Recording
-from patron_privacy.facts import Pseudonymizer, _insert_ignoring_duplicates, period_of
+from patron_privacy.facts import (
+    Pseudonymizer,
+    _insert_ignoring_duplicates,
+    period_of,
+    record_in_batches,
+)
 from patron_privacy.inventory import KeylessLink, SourceInventory
 from patron_privacy.sources.base import Connector, SourceConfigError
 from patron_privacy.sources.libki import schema
@@ -270,16 +275,19 @@ def extract_facts(engine: Engine, ctx: Context, since: datetime | None, batch_si
         statistics.c.username.isnot(None),
         _session_end().isnot(None),
     )
-    written, lo = 0, None
-    while True:
-        q = base if lo is None else base.where(statistics.c.id > lo)
+
+    def read(after):
+        q = base if after is None else base.where(statistics.c.id > after)
         with engine.connect() as conn:
             rows = conn.execute(q.order_by(statistics.c.id).limit(batch_size)).mappings().all()
-        if not rows:
-            return written
-        facts = [session_fact(ctx.pseudonymizer, r, guest_prefix=prefix) for r in rows]
-        written += ctx.facts_sink(facts)
-        lo = rows[-1]["id"]
+        return rows, rows[-1]["id"] if rows else None
+
+    def write(rows) -> int:
+        return ctx.facts_sink(
+            [session_fact(ctx.pseudonymizer, r, guest_prefix=prefix) for r in rows]
+        )
+
+    return record_in_batches(read, write)
 
 
 # --- categories --------------------------------------------------------------------------------
