@@ -16,9 +16,12 @@ between tables). Everything else is here and shared:
   (a date that is text, MariaDB's zero dates) are counted per column as the chunk is
   read — the reader's checks;
 * one Great Expectations suite per dataset, built from the column declarations and
-  run on the whole DataFrame in an ephemeral context: columns exist, keys not null and
-  unique, dates possible, codes from their known set, freshness, volume against the
-  median of the last successful runs;
+  run in an ephemeral context on each chunk as it is read, never on the whole table:
+  columns exist, keys not null, dates possible, codes from their known set, freshness.
+  Per-chunk counts add up to the whole's; what only the whole can answer goes through
+  GX once at the end: volume against the median of the last successful runs, and keys
+  unique, on the key values spilled by hash to private files (``keyspill``). Memory
+  follows ``chunk_rows``, whatever the table's size;
 * results reduced at once to counts: an expectation's name, its column, the number of
   rows it looked at and the number it did not like. GX's result objects also carry
   the failing values themselves (``partial_unexpected_list``, observed values,
@@ -38,7 +41,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache
@@ -57,6 +60,7 @@ from pandas.api.types import (  # noqa: E402
 from sqlalchemy import Engine, and_, case, column, exists, func, inspect, select, table  # noqa: E402
 
 # Re-exported: the policy checks thresholds without importing pandas or GX.
+from patron_privacy.keyspill import KeySpill, private_directory  # noqa: E402
 from patron_privacy.thresholds import Thresholds, ValidationConfigError  # noqa: E402, F401
 
 log = logging.getLogger("patron_privacy.validation")
@@ -375,7 +379,9 @@ def _cursor_chunks(
             try:
                 cur.execute(sql)
                 while rows := cur.fetchmany(chunk_rows):
-                    yield pd.DataFrame.from_records(rows, columns=columns)
+                    frame = pd.DataFrame.from_records(rows, columns=columns)
+                    del rows  # the driver's tuples go before the chunk is checked
+                    yield frame
             except Exception as exc:
                 # sqlite3 names the undecodable text in its message: never keep it.
                 if sqlite and "decode" in str(exc).lower() and not tolerant:
@@ -521,25 +527,58 @@ def _concat(frames: list[pd.DataFrame], ds: Dataset) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def read_dataset(suite: Suite, handle, ds: Dataset, chunk_rows: int):
-    """(frame, extract, reader counts, tolerant); the frame holds the declared columns."""
+class _Frames(list):
+    """Collects a pass's chunks whole (:func:`read_dataset`)."""
+
+    add = list.append
+
+    def close(self) -> None:
+        self.clear()
+
+
+def _read_into(suite: Suite, handle, ds: Dataset, chunk_rows: int, sink_for: Callable[[], object]):
+    """Each coerced chunk of a dataset into a fresh ``sink_for()`` (``add(frame)``,
+    ``close()``); (sink, extract, reader counts, tolerant).
+
+    An empty dataset still hands the sink one (empty) frame, so its checks run and give
+    results of the same shape. A text value that does not decode (SQLite) abandons the
+    pass and its sink, and the dataset is read again, tolerating and counting such
+    values; any other failure closes the sink and propagates.
+    """
     for tolerant in (False, True):
         extract = suite.read(handle, ds, chunk_rows, tolerant)
         counts = _ReaderCounts()
-        frames = []
+        sink = sink_for()
         try:
+            empty = True
             for chunk in extract.chunks:
-                frames.append(coerce_chunk(chunk, ds, counts, tolerant))
+                frame = coerce_chunk(chunk, ds, counts, tolerant)
+                del chunk  # as read: not kept while the sink works on the coerced chunk
+                sink.add(frame)
+                del frame
+                empty = False
+            if empty and not extract.missing_table:
+                present = [c.name for c in ds.columns if c.name not in extract.missing]
+                sink.add(_empty_frame(ds, present))
         except _DecodeFailure:
+            sink.close()
             continue
+        except BaseException:
+            sink.close()
+            raise
         finally:
             close = getattr(extract.chunks, "close", None)
             if close is not None:
                 close()
-        present = [c.name for c in ds.columns if c.name not in extract.missing]
-        frame = _concat(frames, ds) if frames else _empty_frame(ds, present)
-        return frame, extract, counts, tolerant
+        return sink, extract, counts, tolerant
     raise RuntimeError("the tolerant read cannot fail to decode")
+
+
+def read_dataset(suite: Suite, handle, ds: Dataset, chunk_rows: int):
+    """(frame, extract, reader counts, tolerant): the whole dataset in one frame of its
+    declared columns. For small data and inspection; validation itself never holds it."""
+    frames, extract, counts, tolerant = _read_into(suite, handle, ds, chunk_rows, _Frames)
+    return _concat(frames, ds), extract, counts, tolerant
 
 
 # --- the GX suite ------------------------------------------------------------------------------
@@ -551,23 +590,41 @@ def _fold(code) -> str:
     return str(code).upper().rstrip(" ")
 
 
-def _value_set(series: pd.Series, col: Col, known: Mapping[str, Collection]) -> list:
+def _value_set(col: Col, known: Mapping[str, Collection]) -> list:
     allowed = known.get(col.allowed, ()) if isinstance(col.allowed, str) else col.allowed
     if col.kind != "code":
         return list(allowed)
-    folded = {_fold(v) for v in allowed}
-    # The column's own codes that fold to a known one: GX then compares exactly.
-    return [c for c in series.cat.categories if _fold(c) in folded]
+    # Folded, as the column's values are before GX sees them (:func:`_folded`): one set
+    # serves every chunk, whatever codes each holds.
+    return sorted({_fold(v) for v in allowed})
 
 
-def _expectations(ds, frame, known, cc: CheckContext, volume: tuple[int, int | None]):
+def _folded(codes: pd.Series) -> pd.Series:
+    """A code column with its categories folded (``'main '`` is ``'MAIN'``): per category,
+    not per row, so it costs nothing next to the chunk."""
+    to, categories = pd.factorize(np.array([_fold(c) for c in codes.cat.categories], object))
+    old = codes.cat.codes.to_numpy()
+    new = np.full(len(old), -1, dtype=np.int64)
+    present = old >= 0
+    new[present] = to[old[present]]
+    return pd.Series(pd.Categorical.from_codes(new, categories), index=codes.index)
+
+
+def _in_set_checked(c: Col, known: Mapping[str, Collection]) -> bool:
+    # A named set the source does not configure (None) is not checked; an empty one is,
+    # and every value fails it.
+    return bool(c.allowed) and not (isinstance(c.allowed, str) and known.get(c.allowed, ()) is None)
+
+
+def _expectations(ds, columns, known, cc: CheckContext, volume: tuple[int, int | None]):
+    """The dataset's whole suite over the ``columns`` read, as if run on one frame."""
     import great_expectations.expectations as gxe  # noqa: PLC0415 - heavy, only when validating
 
     # One table-level check for every declared column (one GX expectation per column
     # cost as much again as the data checks); missing ones are named from our own list.
     out = [gxe.ExpectTableColumnsToMatchSet(column_set=[c.name for c in ds.columns])]
     for c in ds.columns:
-        if c.name not in frame.columns:
+        if c.name not in columns:
             continue
         if c.key or c.required:
             out.append(gxe.ExpectColumnValuesToNotBeNull(column=c.name))
@@ -581,15 +638,11 @@ def _expectations(ds, frame, known, cc: CheckContext, volume: tuple[int, int | N
                     max_value=None if c.future_ok else cc.latest_possible,
                 )
             )
-        if c.allowed and not (isinstance(c.allowed, str) and known.get(c.allowed, ()) is None):
-            # A named set the source does not configure (None) is not checked; an empty
-            # one is, and every value fails it.
+        if _in_set_checked(c, known):
             out.append(
-                gxe.ExpectColumnValuesToBeInSet(
-                    column=c.name, value_set=_value_set(frame[c.name], c, known)
-                )
+                gxe.ExpectColumnValuesToBeInSet(column=c.name, value_set=_value_set(c, known))
             )
-    if ds.freshness and ds.freshness in frame.columns and len(frame):
+    if ds.freshness and ds.freshness in columns:
         oldest_ok = pd.Timestamp(cc.as_of - timedelta(days=cc.thresholds.freshness_days))
         out.append(gxe.ExpectColumnMaxToBeBetween(column=ds.freshness, min_value=oldest_ok))
     lo, hi = volume
@@ -686,9 +739,14 @@ class GXRunner:
             # each run (batch_parameters); only the suite differs.
             asset = self.datasource.add_dataframe_asset(name="extract")
             self.batch = asset.add_batch_definition_whole_dataframe(name="whole_extract")
+        self._suites = 0
 
-    def run(self, name: str, frame: pd.DataFrame, expectations: list) -> list[tuple]:
+    def prepare(self, name: str, expectations: list) -> Callable[[pd.DataFrame], list[tuple]]:
+        """Register a suite once; the function returned runs it on a frame and gives counts
+        (as :func:`_counts_from`), so one suite serves every chunk of a dataset."""
         gx = self._gx
+        self._suites += 1
+        name = f"{name}_{self._suites}"
         with _quiet_gx():
             # Expectations go in with the suite: add_expectation on a stored suite
             # re-saves the whole suite each time (quadratic, ~30 ms per expectation).
@@ -698,11 +756,181 @@ class GXRunner:
             vd = self.context.validation_definitions.add(
                 gx.ValidationDefinition(name=f"{name}_validation", data=self.batch, suite=suite)
             )
-            result = vd.run(batch_parameters={"dataframe": frame}, result_format=self.RESULT_FORMAT)
+        store = self.context.validation_results_store
+
+        def run(frame: pd.DataFrame) -> list[tuple]:
+            with _quiet_gx():
+                result = vd.run(
+                    batch_parameters={"dataframe": frame}, result_format=self.RESULT_FORMAT
+                )
+                try:
+                    return [_counts_from(r, len(frame)) for r in result.results]
+                finally:
+                    del result  # the detailed results go now, with whatever values they hold
+                    # and so does the context's stored copy of them: one per chunk would
+                    # otherwise pile up in memory, over a table of any size.
+                    for key in store.list_keys():
+                        store.remove_key(key)
+
+        return run
+
+    def run(self, name: str, frame: pd.DataFrame, expectations: list) -> list[tuple]:
+        """One suite, once, on one frame."""
+        return self.prepare(name, expectations)(frame)
+
+
+def _gx_order(expectations: list) -> list[tuple[str, str | None]]:
+    """(check, column) in the order GX reports a suite's results: grouped by column in order
+    of first appearance, table-level checks as one group
+    (``Validator.process_expectations_for_validation``)."""
+    groups: dict[str | None, list] = {}
+    for e in expectations:
+        col = e.configuration.kwargs.get("column")
+        groups.setdefault(col if isinstance(col, str) else None, []).append(
+            (e.configuration.type, col)
+        )
+    return [key for group in groups.values() for key in group]
+
+
+@dataclass
+class _Tally:
+    """One check's counts, merged over the runs (chunks, key groups) that evaluated it."""
+
+    check: str
+    column: str | None
+    element: int = 0
+    unexpected: int = 0
+    passed: bool = False
+    error: str | None = None
+    seen: bool = False
+
+    def add(self, element: int, unexpected: int, ok: bool, err: str | None, rows: int) -> None:
+        if err:
+            self.error = err  # one chunk that could not be evaluated fails the whole, closed
+        if self.check == FRESH:
+            # The newest of all is recent enough iff the newest of some chunk is; a chunk
+            # without rows has no newest and says nothing.
+            if rows:
+                self.element += rows
+                self.passed = self.passed or ok
+                self.unexpected = 0 if self.passed else 1
+                self.seen = True
+        elif self.check == COLUMNS:
+            if not self.seen:  # every chunk has the same columns
+                self.element, self.unexpected, self.passed = element, unexpected, ok
+                self.seen = True
+        else:
+            self.element += element
+            self.unexpected += max(unexpected, 0)
+            self.passed = self.unexpected == 0
+            self.seen = True
+
+    def counts(self) -> tuple[str, str | None, int, int, bool, str | None]:
+        if self.error:
+            return self.check, self.column, self.element, -1, False, self.error
+        return self.check, self.column, self.element, self.unexpected, self.passed, None
+
+
+class _ChunkedChecks:
+    """One dataset's GX suite run on each chunk as it is read, merged at once to counts.
+
+    The suite is built from the first chunk's columns and registered once. Checks that
+    count rows (not null, between, in set) add up over chunks; freshness passes if any
+    chunk's newest row is recent enough. Two checks are about the whole dataset and go
+    to GX at the end instead: the row count, GX's expectation judging the sum of the
+    chunks' counts, and the uniqueness of each key, on its values spilled by hash
+    (:mod:`patron_privacy.keyspill`) and read back a group at a time. A chunk is dropped
+    once checked, so memory follows ``chunk_rows``, not the table.
+    """
+
+    def __init__(self, runner: GXRunner, ds: Dataset, known, cc: CheckContext, volume):
+        self.rows = 0
+        self.error: str | None = None  # GX itself failed: its type name, no results
+        self._runner, self._ds, self._known, self._cc, self._volume = runner, ds, known, cc, volume
+        self._max_rows = cc.thresholds.chunk_rows
+        self._run = None
+        self._order: list[tuple[str, str | None]] = []
+        self._tallies: dict[tuple[str, str | None], _Tally] = {}
+        self._fold: list[str] = []
+        self._keys: dict[str, KeySpill] = {}
+        self._spill = ExitStack()
+
+    def _start(self, columns) -> None:
+        ds, known = self._ds, self._known
+        suite = _expectations(ds, columns, known, self._cc, self._volume)
+        self._order = _gx_order(suite)
+        self._tallies = {key: _Tally(*key) for key in self._order}
+        self._fold = [
+            c.name
+            for c in ds.columns
+            if c.name in columns and c.kind == "code" and _in_set_checked(c, known)
+        ]
+        per_chunk = [e for e in suite if e.configuration.type not in (UNIQUE, VOLUME)]
+        self._volume_check = [e for e in suite if e.configuration.type == VOLUME]
+        self._unique = {
+            e.configuration.kwargs["column"]: [e] for e in suite if e.configuration.type == UNIQUE
+        }
+        if self._unique:
+            where = self._spill.enter_context(private_directory())
+            self._keys = {c: KeySpill(where / str(i)) for i, c in enumerate(self._unique)}
+        self._run = self._runner.prepare(ds.name, per_chunk)
+
+    def add(self, frame: pd.DataFrame) -> None:
+        if self._run is None:
+            self._start(frame.columns)
+        self.rows += len(frame)
+        if self.error:
+            return
+        for name, spill in self._keys.items():
+            spill.add(frame[name])
+        if self._fold:
+            frame = frame.assign(**{c: _folded(frame[c]) for c in self._fold})
+        self._merge(self._run, frame)
+
+    def _merge(self, run, frame: pd.DataFrame) -> None:
+        try:
+            counts = run(frame)
+        except Exception as exc:  # noqa: BLE001 - GX itself failed: fail closed, type name only
+            self.error = type(exc).__name__
+            return
+        for check, col, element, unexpected, ok, err in counts:
+            self._tallies[(check, col)].add(element, unexpected, ok, err, len(frame))
+
+    def finish(self) -> list[tuple]:
+        """The merged counts, in the order GX reports the whole suite; none when GX failed."""
+        try:
+            self._whole_dataset_checks()
+        except Exception as exc:  # noqa: BLE001 - fail closed, type name only
+            self.error = self.error or type(exc).__name__
+        if self.error:
+            return []
+        return [self._tallies[key].counts() for key in self._order if self._tallies[key].seen]
+
+    def _whole_dataset_checks(self) -> None:
+        for name, spill in self._keys.items():
+            run = self._runner.prepare(f"{self._ds.name}_{name}_unique", self._unique[name])
+            for values in spill.groups(self._max_rows):
+                if self.error:
+                    break
+                self._merge(run, pd.DataFrame({name: values}))
+            # Every row of the dataset, as GX counts it on the whole column (nulls too).
+            self._tallies[(UNIQUE, name)].element = self.rows
+        for volume in self._volume_check:
+            # GX's own verdict, given the row count: GX's ``table.row_count`` is the
+            # frame's length, which adds up over chunks. Not on a frame of that many rows,
+            # even one with no columns: GX fingerprints every batch it is handed
+            # (``hash_pandas_object``, index included), some 20 bytes a row at once.
             try:
-                return [_counts_from(r, len(frame)) for r in result.results]
-            finally:
-                del result  # the detailed results go now, with whatever values they hold
+                with _quiet_gx():
+                    verdict = volume._validate(metrics={"table.row_count": self.rows})  # noqa: SLF001
+                ok, err = bool(verdict["success"]), None
+            except Exception:  # noqa: BLE001 - fail closed, like GX's own evaluation errors
+                ok, err = False, "evaluation error"
+            self._tallies[(VOLUME, None)].add(self.rows, 0 if ok else 1, ok, err, self.rows)
+
+    def close(self) -> None:
+        self._keys = {}
+        self._spill.close()
 
 
 # --- one source --------------------------------------------------------------------------------
@@ -719,16 +947,31 @@ def validate_dataset(
     runner: GXRunner | None = None,
     set_aside: list[str] | None = None,
 ) -> tuple[list[CheckResult], int]:
-    """All checks of one dataset: reader counts, the GX suite, then the suite's SQL checks."""
+    """All checks of one dataset: reader counts, the GX suite, then the suite's SQL checks.
+
+    The GX suite runs on each chunk as it is read (:class:`_ChunkedChecks`): nothing here
+    ever holds the whole dataset.
+    """
     t = cc.thresholds
+    runner = runner or GXRunner(cc.source)
+    volume = volume_bounds(ds, history, t)
     try:
-        frame, extract, counts, tolerant = read_dataset(suite, handle, ds, t.chunk_rows)
+        checks, extract, counts, tolerant = _read_into(
+            suite, handle, ds, t.chunk_rows, lambda: _ChunkedChecks(runner, ds, known, cc, volume)
+        )
     except Exception as exc:  # noqa: BLE001 - fail closed, keep only the type name
         log.warning("dataset %s.%s could not be read (%s)", cc.source, ds.name, type(exc).__name__)
         return [CheckResult(ds.name, READABLE, None, 0, -1, False, type(exc).__name__)], 0
-    if extract.missing_table:
-        return [CheckResult(ds.name, TABLE, None, 1, 1, False)], 0
-    rows = len(frame)
+    try:
+        if extract.missing_table:
+            return [CheckResult(ds.name, TABLE, None, 1, 1, False)], 0
+        return _dataset_results(suite, handle, ds, cc, checks, extract, counts, tolerant, set_aside)
+    finally:
+        checks.close()  # the spilled keys go, however this ends
+
+
+def _dataset_results(suite, handle, ds, cc, checks, extract, counts, tolerant, set_aside):
+    rows = checks.rows
     results: list[CheckResult] = []
     if set_aside is not None:
         set_aside.extend(extract.set_aside)
@@ -751,26 +994,19 @@ def validate_dataset(
         if tolerant:
             n = counts.bad_utf8.get(c.name, 0)
             results.append(CheckResult(ds.name, UTF8, c.name, rows, n, n == 0))
-    runner = runner or GXRunner(cc.source)
-    expectations = _expectations(ds, frame, known, cc, volume_bounds(ds, history, t))
-    try:
-        for kind, col, element, unexpected, ok, err in runner.run(ds.name, frame, expectations):
-            if kind == COLUMNS and not err and (extract.missing or ok):
-                # Per missing column, by our declared name; one row when all are there.
-                results.extend(
-                    CheckResult(ds.name, EXISTS, c, 1, 1, False) for c in extract.missing
-                )
-                if ok:
-                    results.append(CheckResult(ds.name, COLUMNS, None, len(ds.columns), 0, True))
-                continue
-            results.append(CheckResult(ds.name, kind, col, element, unexpected, ok, err))
-    except Exception as exc:  # noqa: BLE001 - GX itself failed: fail closed, type name only
+    gx_counts = checks.finish()
+    if checks.error:
         results.append(
-            CheckResult(
-                ds.name, "great_expectations_suite", None, rows, -1, False, type(exc).__name__
-            )
+            CheckResult(ds.name, "great_expectations_suite", None, rows, -1, False, checks.error)
         )
-    del frame
+    for kind, col, element, unexpected, ok, err in gx_counts:
+        if kind == COLUMNS and not err and (extract.missing or ok):
+            # Per missing column, by our declared name; one row when all are there.
+            results.extend(CheckResult(ds.name, EXISTS, c, 1, 1, False) for c in extract.missing)
+            if ok:
+                results.append(CheckResult(ds.name, COLUMNS, None, len(ds.columns), 0, True))
+            continue
+        results.append(CheckResult(ds.name, kind, col, element, unexpected, ok, err))
     if ds.freshness and ds.freshness not in extract.missing and rows == 0:
         # Nothing to be fresh: the volume check says whether rows were expected.
         results.append(CheckResult(ds.name, FRESH, ds.freshness, 0, 0, True))
