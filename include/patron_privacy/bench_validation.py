@@ -111,10 +111,10 @@ def _read(engine, ds, chunk_rows: int) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _rss_mb() -> float:
+def _status_mb(field: str) -> float:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return round(int(line.split()[1]) / 1024, 1)
     return 0.0
 
@@ -126,14 +126,16 @@ def _measure_in_this_process(url: str, step: str, chunk_rows: int, conn) -> None
     cc = validation.CheckContext("koha", AS_OF, validation.Thresholds(chunk_rows=chunk_rows), 1)
     runner = validation.GXRunner("koha")
     known = expectations.known_sets(engine)
-    before = _rss_mb()
+    before = _status_mb("VmRSS")
     t = time.perf_counter()
     if step == "read":
         frame = _read(engine, ds, chunk_rows)
         del frame
     else:
         validation.validate_dataset(expectations.SUITE, engine, ds, cc, known=known, runner=runner)
-    conn.send((before, _peak_rss_mb(), time.perf_counter() - t))
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a spawned process
+    # would report its parent's peak.
+    conn.send((before, _status_mb("VmHWM"), time.perf_counter() - t))
     engine.dispose()
 
 
