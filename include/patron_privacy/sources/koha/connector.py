@@ -176,8 +176,8 @@ def extract_facts(engine: Engine, ctx: Context, since: datetime | None, batch_si
     def read(after):
         q = base if after is None else base.where(old_issues.c.issue_id > after)
         with engine.connect() as conn:
-            rows = conn.execute(q.order_by(old_issues.c.issue_id).limit(batch_size)).mappings()
-            rows = rows.all()
+            result = conn.execute(q.order_by(old_issues.c.issue_id).limit(batch_size))
+            rows = result.mappings().all()
         return rows, rows[-1]["issue_id"] if rows else None
 
     return record_in_batches(read, lambda rows: ctx.facts_sink([_to_fact(r, ctx) for r in rows]))
