@@ -9,13 +9,13 @@ with pattern and list recognizers:
 * ``CARD_NUMBER``: a run of exactly 14 digits (Koha card and item barcodes);
 * ``PATRON_NAME``: the names of the library's patrons, read during the run from
   every system of the library that holds them (Koha ``borrowers``, Evergreen
-  ``actor.usr`` with preferred names, Libki ``users``), held in memory only and
-  never written. A full name ("First Last", "Last, First", "Last First")
-  matches anywhere; a single surname or first name matches as a whole word
-  unless it is an ordinary word of the release itself (its headings,
-  definitions, month names) or of the library's own code lists (branch,
-  item type, category names), which would otherwise block every release of a
-  library with a patron named "Young" or "May".
+  ``actor.usr`` with preferred names, Libki ``users``), streamed and held in
+  memory only, as digests (``Digests``), never written. A full name ("First
+  Last", "Last, First", "Last First") matches anywhere; a single surname or
+  first name matches as a whole word unless it is an ordinary word of the
+  release itself (its headings, definitions, month names) or of the library's
+  own code lists (branch, item type, category names), which would otherwise
+  block every release of a library with a patron named "Young" or "May".
 
 Every output is scanned piece by piece — each CSV and Parquet cell, each
 string of the manifest, each text node and attribute of the HTML, each text
@@ -30,16 +30,20 @@ systems the names came from. Findings are reported as counts per kind and file, 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import struct
 import zlib
+from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+
+import numpy as np
 
 from patron_privacy import connections
 
@@ -47,6 +51,7 @@ log = logging.getLogger("patron_privacy.release")
 
 ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CARD_NUMBER", "PATRON_NAME")
 MIN_SCORE = 0.4
+NAMES_BATCH = 10_000
 _COUNT = re.compile(r"\d{1,3}(?:,\d{3})*|\d+")
 _WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*", re.UNICODE)
 
@@ -69,34 +74,77 @@ class PiiFound(RuntimeError):
         )
 
 
+class Digests:
+    """A set of strings held as sorted 8-byte BLAKE2b digests, not as the strings.
+
+    A million patrons give three million full-name phrases: as Python strings in a
+    set that is some 360 MB, as digests 24 MB. A collision (about one in 10^12 for a
+    text's few thousand words against millions of names) can only block a release,
+    never let a name through.
+    """
+
+    def __init__(self) -> None:
+        self._pending = array("q")
+        self._sorted = np.empty(0, dtype=np.int64)
+
+    @staticmethod
+    def digest(text: str) -> int:
+        raw = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+        return int.from_bytes(raw, "little", signed=True)
+
+    def add(self, text: str) -> None:
+        self._pending.append(self.digest(text))
+
+    def _frozen(self) -> np.ndarray:
+        if len(self._pending):
+            pending = np.frombuffer(self._pending, dtype=np.int64)
+            self._sorted = np.unique(np.concatenate([self._sorted, pending]))
+            self._pending = array("q")
+        return self._sorted
+
+    def __contains__(self, text: str) -> bool:
+        values = self._frozen()
+        d = self.digest(text)
+        i = int(np.searchsorted(values, d))
+        return i < len(values) and int(values[i]) == d
+
+    def __len__(self) -> int:
+        return len(self._frozen())
+
+
 @dataclass
 class Names:
-    """Patron names for one run: full-name phrases and single names, lower-cased."""
+    """Patron names for one run: full-name phrases and single names, lower-cased,
+    kept as digests (``Digests``) so the gate's memory stays small at any size."""
 
-    phrases: set[str] = field(default_factory=set)
-    singles: set[str] = field(default_factory=set)
+    phrases: Digests = field(default_factory=Digests)
+    singles: Digests = field(default_factory=Digests)
     patrons: int = 0
     ignored_singles: int = 0
+
+    def add(self, surname: str | None, firstname: str | None, vocabulary: set[str]) -> None:
+        s = _norm(surname)
+        f = _norm(firstname)
+        if not s and not f:
+            return
+        self.patrons += 1
+        if s and f:
+            for phrase in (f"{f} {s}", f"{s} {f}", f"{s}, {f}"):
+                self.phrases.add(phrase)
+        for part in (s, f):
+            for w in _WORD.findall(part or ""):
+                if len(w) < 2:
+                    continue
+                if w in vocabulary:
+                    self.ignored_singles += 1
+                else:
+                    self.singles.add(w)
 
     @classmethod
     def build(cls, pairs: Iterable[tuple[str | None, str | None]], vocabulary: set[str]) -> Names:
         n = cls()
         for surname, firstname in pairs:
-            s = _norm(surname)
-            f = _norm(firstname)
-            if not s and not f:
-                continue
-            n.patrons += 1
-            if s and f:
-                n.phrases.update({f"{f} {s}", f"{s} {f}", f"{s}, {f}"})
-            for part in (s, f):
-                for w in _WORD.findall(part or ""):
-                    if len(w) < 2:
-                        continue
-                    if w in vocabulary:
-                        n.ignored_singles += 1
-                    else:
-                        n.singles.add(w)
+            n.add(surname, firstname, vocabulary)
         return n
 
 
@@ -140,14 +188,13 @@ NAME_SOURCES = (
 )
 
 
-def _read_source(src: NameSource) -> tuple[list, set[str]]:
+def _read_codes(src: NameSource) -> set[str]:
     from sqlalchemy import text  # noqa: PLC0415
 
+    codes: set[str] = set()
     engine = connections.engine_for(src.conn_id)
     try:
         with engine.connect() as c:
-            rows = c.execute(text(src.names_sql)).all()
-            codes: set[str] = set()
             for sql in src.code_sql:
                 try:
                     for row in c.execute(text(sql)):
@@ -157,7 +204,33 @@ def _read_source(src: NameSource) -> tuple[list, set[str]]:
                     c.rollback()
     finally:
         engine.dispose()
-    return rows, codes
+    return codes
+
+
+def _read_names_into(src: NameSource, names: Names, vocabulary: set[str]) -> None:
+    """Stream one system's names into ``names``: never all of its rows at once."""
+    from sqlalchemy import text  # noqa: PLC0415
+
+    engine = connections.engine_for(src.conn_id)
+    try:
+        with engine.connect() as c:
+            result = c.execution_options(stream_results=True, yield_per=NAMES_BATCH).execute(
+                text(src.names_sql)
+            )
+            for surname, firstname in result:
+                names.add(surname, firstname, vocabulary)
+    finally:
+        engine.dispose()
+
+
+def _closed(src: NameSource, read: Callable[[], object]):
+    try:
+        return read()
+    except Exception as exc:  # noqa: BLE001 - any failure to read names closes the gate
+        raise PiiGateUnavailable(
+            f"PII gate: patron names could not be read from {src.conn_id} "
+            f"({type(exc).__name__}); failing closed, nothing was published"
+        ) from None
 
 
 def read_names(
@@ -165,33 +238,26 @@ def read_names(
 ) -> tuple[Names, set[str], list[str]]:
     """Names and code-list words from every system the library has; fails closed.
 
-    Returns the names, the code-list words and the connection ids read.
+    Every system's code lists are read before any name, since a code-list word of
+    one system is not a name in another. Returns the names, the code-list words and
+    the connection ids read.
     """
-    rows: list = []
+    sources = list(sources)
+    present = [s for s in sources if connections.is_defined(s.conn_id)]
     codes: set[str] = set()
-    read: list[str] = []
-    for src in sources:
-        if not connections.is_defined(src.conn_id):
-            continue
-        try:
-            got, words = _read_source(src)
-        except Exception as exc:  # noqa: BLE001 - any failure to read names closes the gate
-            raise PiiGateUnavailable(
-                f"PII gate: patron names could not be read from {src.conn_id} "
-                f"({type(exc).__name__}); failing closed, nothing was published"
-            ) from None
-        rows.extend(got)
-        codes |= words
-        read.append(src.conn_id)
+    for src in present:
+        codes |= _closed(src, lambda src=src: _read_codes(src))
     ils = [s.conn_id for s in sources if s.ils]
-    if not set(read) & set(ils):
+    if not {s.conn_id for s in present} & set(ils):
         raise PiiGateUnavailable(
             f"PII gate: no ILS to read patron names from (none of {', '.join(ils)} is "
             "defined); failing closed, nothing was published"
         )
-    names = Names.build(rows, vocabulary | codes)
-    del rows
-    return names, codes, read
+    names = Names()
+    words = vocabulary | codes
+    for src in present:
+        _closed(src, lambda src=src: _read_names_into(src, names, words))
+    return names, codes, [s.conn_id for s in present]
 
 
 def _analyzer(names: Names):
