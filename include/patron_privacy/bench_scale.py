@@ -37,7 +37,6 @@ import json
 import logging
 import multiprocessing
 import os
-import resource
 import shutil
 import statistics
 import tempfile
@@ -134,7 +133,7 @@ def _task(step: str, run_id: str, arg, env: dict[str, str]) -> dict:
         raise ValueError(f"unknown step {step}")
     return {
         "seconds": round(time.perf_counter() - t0, 3),
-        "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "max_rss_kb": bench.peak_rss_kb(),
         "result": result,
     }
 
