@@ -78,9 +78,9 @@ class Digests:
     """A set of strings held as sorted 8-byte BLAKE2b digests, not as the strings.
 
     A million patrons give three million full-name phrases: as Python strings in a
-    set that is some 360 MB, as digests 24 MB. A collision (about one in 10^12 for a
-    text's few thousand words against millions of names) can only block a release,
-    never let a name through.
+    set that is some 360 MB, as digests 24 MB. A collision (a release's few thousand
+    words against millions of names: about one release in a billion) can only block
+    a release, never let a name through.
     """
 
     def __init__(self) -> None:
@@ -139,13 +139,6 @@ class Names:
                     self.ignored_singles += 1
                 else:
                     self.singles.add(w)
-
-    @classmethod
-    def build(cls, pairs: Iterable[tuple[str | None, str | None]], vocabulary: set[str]) -> Names:
-        n = cls()
-        for surname, firstname in pairs:
-            n.add(surname, firstname, vocabulary)
-        return n
 
 
 def _norm(text: str | None) -> str:
