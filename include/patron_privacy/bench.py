@@ -137,22 +137,6 @@ def rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def peak_rss_kb() -> int:
-    """This process's peak resident set, its own even when it was spawned.
-
-    VmHWM, not ``ru_maxrss``: Linux carries ``ru_maxrss`` across exec, so a spawned
-    task would report the peak of the process that forked it if that was higher.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return rss_kb()
-
-
 def loadavg() -> list[float] | None:
     """Other work on the machine skews every timing: recorded next to each one."""
     try:

@@ -36,6 +36,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from patron_privacy import bench_memory
+
 PG_ROOT = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 
@@ -142,20 +144,9 @@ def _build_koha(path: Path, patrons: int) -> None:
 
 
 def _release_task(period: str, as_of: date, out: str) -> dict:
+    """One release in this (fresh) process, as a task runs: its time and peak memory."""
     seconds, _, _ = timed_release(period, as_of, Path(out))
-    from patron_privacy.bench import peak_rss_kb  # noqa: PLC0415
-
-    return {"release_s": round(seconds, 3), "peak_rss_kb": peak_rss_kb()}
-
-
-def release_in_fresh_process(period: str, as_of: date, out: Path) -> dict:
-    """One release in a spawned interpreter, as a task runs: its time and peak memory."""
-    import multiprocessing  # noqa: PLC0415
-    from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
-
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=ctx, max_tasks_per_child=1) as pool:
-        return pool.submit(_release_task, period, as_of, str(out)).result()
+    return {"release_s": round(seconds, 3), "peak_rss_kb": bench_memory.peak_rss_kb()}
 
 
 def release_queries(url: str, period) -> list[str]:
@@ -254,7 +245,9 @@ def run(
                 rel_times.append(dt)
             _, _, peak_small = timed_release(prev.label, as_of, work / "exports", trace=True)
             _, _, peak_large = timed_release(period.label, as_of, work / "exports", trace=True)
-            fresh = release_in_fresh_process(period.label, as_of, work / "exports")
+            fresh = bench_memory.in_fresh_process(
+                _release_task, period.label, as_of, str(work / "exports")
+            )
         raw_med, rel_med = statistics.median(raw_times), statistics.median(rel_times)
         report.update(
             {

@@ -50,7 +50,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, make_url, text
 
-from patron_privacy import bench, bench_release
+from patron_privacy import bench, bench_memory, bench_release
 from patron_privacy.policy import load_policy
 from patron_privacy.sources.koha import schema
 from patron_privacy.sources.koha.connector import CONNECTOR
@@ -133,15 +133,15 @@ def _task(step: str, run_id: str, arg, env: dict[str, str]) -> dict:
         raise ValueError(f"unknown step {step}")
     return {
         "seconds": round(time.perf_counter() - t0, 3),
-        "max_rss_kb": bench.peak_rss_kb(),
+        "max_rss_kb": bench_memory.peak_rss_kb(),
         "result": result,
     }
 
 
 def _in_process(step: str, run_id: str, arg=None, *, start_method: str = "spawn") -> dict:
-    ctx = _context(start_method)
-    with ProcessPoolExecutor(1, mp_context=ctx, max_tasks_per_child=1) as pool:
-        return pool.submit(_task, step, run_id, arg, _task_env()).result()
+    return bench_memory.in_fresh_process(
+        _task, step, run_id, arg, _task_env(), mp_context=_context(start_method)
+    )
 
 
 def _mapped(

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import resource
 import tempfile
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import text
 
-from patron_privacy import connections, validation
+from patron_privacy import bench_memory, connections, validation
 from patron_privacy.sources.koha import expectations, schema
 
 AS_OF = datetime(2026, 11, 30)
@@ -111,41 +110,33 @@ def _read(engine, ds, chunk_rows: int) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(f"{field}:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
+def _mb(kb: int | None) -> float:
+    return round((kb or 0) / 1024, 1)
 
 
-def _measure_in_this_process(url: str, step: str, chunk_rows: int, conn) -> None:
+def _measure_in_this_process(url: str, step: str, chunk_rows: int) -> tuple:
     """One step alone, in a fresh interpreter: (RSS after imports, peak RSS, seconds)."""
     engine = connections.engine_for_url(url)
     ds = next(d for d in expectations.SUITE.datasets if d.name == "old_issues")
     cc = validation.CheckContext("koha", AS_OF, validation.Thresholds(chunk_rows=chunk_rows), 1)
     runner = validation.GXRunner("koha")
     known = expectations.known_sets(engine)
-    before = _status_mb("VmRSS")
+    before = _mb(bench_memory.status_kb("VmRSS"))
     t = time.perf_counter()
     if step == "read":
         frame = _read(engine, ds, chunk_rows)
         del frame
     else:
         validation.validate_dataset(expectations.SUITE, engine, ds, cc, known=known, runner=runner)
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a spawned process
-    # would report its parent's peak.
-    conn.send((before, _status_mb("VmHWM"), time.perf_counter() - t))
+    seconds = time.perf_counter() - t
     engine.dispose()
+    return before, _mb(bench_memory.peak_rss_kb()), seconds
 
 
 def _fresh_process(url: str, step: str, chunk_rows: int) -> dict:
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_measure_in_this_process, args=(url, step, chunk_rows, child))
-    proc.start()
-    before, peak, seconds = parent.recv()
-    proc.join()
+    before, peak, seconds = bench_memory.in_fresh_process(
+        _measure_in_this_process, url, step, chunk_rows
+    )
     return {"rss_mb_after_imports": before, "peak_rss_mb": peak, "s": round(seconds, 3)}
 
 
