@@ -38,7 +38,8 @@ import struct
 import zlib
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -181,49 +182,36 @@ NAME_SOURCES = (
 )
 
 
-def _read_codes(src: NameSource) -> set[str]:
-    from sqlalchemy import text  # noqa: PLC0415
-
-    codes: set[str] = set()
-    engine = connections.engine_for(src.conn_id)
+@contextmanager
+def _reading(src: NameSource) -> Iterator:
+    """A connection to one system's names; any failure to read them closes the gate."""
+    engine = None
     try:
+        engine = connections.engine_for(src.conn_id)
         with engine.connect() as c:
-            for sql in src.code_sql:
-                try:
-                    for row in c.execute(text(sql)):
-                        for v in row:
-                            codes.update(_WORD.findall(_norm(v)))
-                except Exception:  # noqa: BLE001 - a missing code list only narrows the allow-list
-                    c.rollback()
-    finally:
-        engine.dispose()
-    return codes
-
-
-def _read_names_into(src: NameSource, names: Names, vocabulary: set[str]) -> None:
-    """Stream one system's names into ``names``: never all of its rows at once."""
-    from sqlalchemy import text  # noqa: PLC0415
-
-    engine = connections.engine_for(src.conn_id)
-    try:
-        with engine.connect() as c:
-            result = c.execution_options(stream_results=True, yield_per=NAMES_BATCH).execute(
-                text(src.names_sql)
-            )
-            for surname, firstname in result:
-                names.add(surname, firstname, vocabulary)
-    finally:
-        engine.dispose()
-
-
-def _closed(src: NameSource, read: Callable[[], object]):
-    try:
-        return read()
+            yield c
     except Exception as exc:  # noqa: BLE001 - any failure to read names closes the gate
         raise PiiGateUnavailable(
             f"PII gate: patron names could not be read from {src.conn_id} "
             f"({type(exc).__name__}); failing closed, nothing was published"
         ) from None
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+def _code_words(c, src: NameSource) -> set[str]:
+    from sqlalchemy import text  # noqa: PLC0415
+
+    codes: set[str] = set()
+    for sql in src.code_sql:
+        try:
+            for row in c.execute(text(sql)):
+                for v in row:
+                    codes.update(_WORD.findall(_norm(v)))
+        except Exception:  # noqa: BLE001 - a missing code list only narrows the allow-list
+            c.rollback()
+    return codes
 
 
 def read_names(
@@ -235,11 +223,14 @@ def read_names(
     one system is not a name in another. Returns the names, the code-list words and
     the connection ids read.
     """
+    from sqlalchemy import text  # noqa: PLC0415
+
     sources = list(sources)
     present = [s for s in sources if connections.is_defined(s.conn_id)]
     codes: set[str] = set()
     for src in present:
-        codes |= _closed(src, lambda src=src: _read_codes(src))
+        with _reading(src) as c:
+            codes |= _code_words(c, src)
     ils = [s.conn_id for s in sources if s.ils]
     if not {s.conn_id for s in present} & set(ils):
         raise PiiGateUnavailable(
@@ -249,7 +240,13 @@ def read_names(
     names = Names()
     words = vocabulary | codes
     for src in present:
-        _closed(src, lambda src=src: _read_names_into(src, names, words))
+        with _reading(src) as c:
+            # Streamed, NAMES_BATCH rows at a time: never all of a system's rows at once.
+            rows = c.execution_options(stream_results=True, yield_per=NAMES_BATCH).execute(
+                text(src.names_sql)
+            )
+            for surname, firstname in rows:
+                names.add(surname, firstname, words)
     return names, codes, [s.conn_id for s in present]
 
 
