@@ -11,7 +11,6 @@ from the source a batch at a time, in memory far below the names themselves.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tracemalloc
 
@@ -42,11 +41,8 @@ def test_digests_answer_as_the_set_of_strings_does(added, probes):
 
 
 @pytest.fixture
-def koha_names(tmp_path, monkeypatch):
+def koha_names(home, tmp_path, monkeypatch):
     """A Koha with ``PATRONS`` borrowers (and a branch whose name is a patron's surname)."""
-    for var in [v for v in os.environ if v.startswith("AIRFLOW_CONN_")]:
-        monkeypatch.delenv(var)
-    monkeypatch.setenv("PATRON_PRIVACY_HOME", str(tmp_path / "home"))
     path = tmp_path / "koha.db"
     monkeypatch.setenv(
         "AIRFLOW_CONN_KOHA_DB", json.dumps({"conn_type": "sqlite", "host": str(path)})
