@@ -59,6 +59,8 @@ from pandas.api.types import (  # noqa: E402
 )
 from sqlalchemy import Engine, and_, case, column, exists, func, inspect, select, table  # noqa: E402
 
+from patron_privacy import deferred_import  # noqa: E402
+
 # Re-exported: the policy checks thresholds without importing pandas or GX.
 from patron_privacy.keyspill import KeySpill, private_directory  # noqa: E402
 from patron_privacy.thresholds import Thresholds, ValidationConfigError  # noqa: E402, F401
@@ -124,6 +126,8 @@ _NS_HIGH = pd.Timestamp("2262-01-01")
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?$"
 _ZERO_DATE = r"^\d{4}-(?:00-\d{2}|\d{2}-00)"
 _REPLACEMENT = "\ufffd"
+# Rows asked of a source at once, before coercion (see :func:`_read_into`).
+READ_ROWS = 10_000
 
 
 class ValidationFailed(RuntimeError):
@@ -516,9 +520,11 @@ def _concat(frames: list[pd.DataFrame], ds: Dataset) -> pd.DataFrame:
     for name in frames[0].columns:
         parts = [f[name] for f in frames]
         if ds.col(name).kind == "code":
-            out[name] = pd.Series(
-                pd.api.types.union_categoricals([p.array for p in parts], ignore_order=True)
-            )
+            codes = [p.array for p in parts]
+            if len({c.categories.dtype for c in codes}) > 1:
+                # A part with no code at all has object categories, the others strings.
+                codes = [c.set_categories(c.categories.astype(object)) for c in codes]
+            out[name] = pd.Series(pd.api.types.union_categoricals(codes, ignore_order=True))
         else:
             merged = pd.concat(parts, ignore_index=True)
             if ds.col(name).kind == "int" and merged.dtype == object:
@@ -540,22 +546,33 @@ def _read_into(suite: Suite, handle, ds: Dataset, chunk_rows: int, sink_for: Cal
     """Each coerced chunk of a dataset into a fresh ``sink_for()`` (``add(frame)``,
     ``close()``); (sink, extract, reader counts, tolerant).
 
+    The source is read ``READ_ROWS`` at a time and each piece is coerced at once: rows
+    as a driver returns them cost some 500 bytes each in Python objects, ten times their
+    coerced columns, so only a piece of them is ever held. The coerced pieces make up
+    the chunks of ``chunk_rows`` the sink checks.
+
     An empty dataset still hands the sink one (empty) frame, so its checks run and give
     results of the same shape. A text value that does not decode (SQLite) abandons the
     pass and its sink, and the dataset is read again, tolerating and counting such
     values; any other failure closes the sink and propagates.
     """
     for tolerant in (False, True):
-        extract = suite.read(handle, ds, chunk_rows, tolerant)
+        extract = suite.read(handle, ds, min(chunk_rows, READ_ROWS), tolerant)
         counts = _ReaderCounts()
         sink = sink_for()
+        pieces: list[pd.DataFrame] = []
         try:
             empty = True
-            for chunk in extract.chunks:
-                frame = coerce_chunk(chunk, ds, counts, tolerant)
-                del chunk  # as read: not kept while the sink works on the coerced chunk
-                sink.add(frame)
-                del frame
+            for rows in extract.chunks:
+                pieces.append(coerce_chunk(rows, ds, counts, tolerant))
+                del rows  # as read: not kept while the pieces are gathered and checked
+                if sum(len(p) for p in pieces) >= chunk_rows:
+                    sink.add(_concat(pieces, ds))
+                    pieces = []
+                    empty = False
+            if pieces:
+                sink.add(_concat(pieces, ds))
+                pieces = []
                 empty = False
             if empty and not extract.missing_table:
                 present = [c.name for c in ds.columns if c.name not in extract.missing]
@@ -704,8 +721,13 @@ def _quiet_gx():
         gx_log.propagate = propagate
 
 
+# What GX imports for an expectation and a chart no suite here uses: loaded on first use.
+GX_DEFERRED = ("scipy.stats", "altair")
+
+
 @cache
 def _gx():
+    deferred_import.defer(*GX_DEFERRED)
     with _quiet_gx():
         import great_expectations as gx  # noqa: PLC0415
         from great_expectations.data_context.types.base import (  # noqa: PLC0415
