@@ -635,6 +635,7 @@ def _in_set_checked(c: Col, known: Mapping[str, Collection]) -> bool:
 
 def _expectations(ds, columns, known, cc: CheckContext, volume: tuple[int, int | None]):
     """The dataset's whole suite over the ``columns`` read, as if run on one frame."""
+    _gx()  # GX's import, the one way: with what no suite uses deferred
     import great_expectations.expectations as gxe  # noqa: PLC0415 - heavy, only when validating
 
     # One table-level check for every declared column (one GX expectation per column
