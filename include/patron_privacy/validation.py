@@ -561,14 +561,16 @@ def _read_into(suite: Suite, handle, ds: Dataset, chunk_rows: int, sink_for: Cal
         counts = _ReaderCounts()
         sink = sink_for()
         pieces: list[pd.DataFrame] = []
+        held = 0
         try:
             empty = True
             for rows in extract.chunks:
                 pieces.append(coerce_chunk(rows, ds, counts, tolerant))
+                held += len(rows)
                 del rows  # as read: not kept while the pieces are gathered and checked
-                if sum(len(p) for p in pieces) >= chunk_rows:
+                if held >= chunk_rows:
                     sink.add(_concat(pieces, ds))
-                    pieces = []
+                    pieces, held = [], 0
                     empty = False
             if pieces:
                 sink.add(_concat(pieces, ds))
