@@ -10,7 +10,11 @@ until then). Small counts are suppressed with complements (or noised, in
 differential-privacy mode), every suppressed cell is audited by linear
 programming, every output is scanned for personal data, and the release
 replaces `<exports>/<YYYY-MM>/` in one rename: CSV and Parquet per table,
-`manifest.json`, `report.html` with charts, `report.pdf`. It reads the nightly
+`manifest.json`, `report.html` with charts, `report.pdf`. *build_release*
+builds all of that into a hidden staging folder beside the destination
+(`<exports>/.<YYYY-MM>.tmp-…`); *publish_release* scans it and swaps it in,
+each in a process of its own, so neither carries the other's libraries. It
+reads the nightly
 DAGs' facts assets and emits `patron_privacy.statistics_release` (the Assets
 view shows the flow from each night to the release).
 
@@ -22,13 +26,17 @@ differential-privacy mode one `dp_budget_ledger` row. Settings:
 
 **How it fails.** *check_release_inputs* refuses a malformed or unfinished
 period, invalid settings, an exhausted privacy budget or a missing
-`circulation_facts` table. *publish_release* fails — and publishes nothing —
+`circulation_facts` table. *build_release* fails — and leaves no folder —
 when the audit finds a suppressed cell that can be recovered or narrowly
-bounded, when Koha cannot be read (the PII gate fails closed) or when the
-gate finds an email, phone, 14-digit card number or patron name in any
-output (an alert is raised; the message gives counts and file names only).
+bounded. *publish_release* fails and publishes nothing when Koha cannot be
+read (the PII gate fails closed; a retry scans the same staged release) or
+when the gate finds an email, phone, 14-digit card number or patron name in
+any output (an alert is raised, the message gives counts and file names only,
+and the staged release is deleted).
 
-**How to rerun safely.** Clear *publish_release* or trigger the DAG again:
+**How to rerun safely.** Clear *build_release* (its downstream follows) or
+trigger the DAG again; clearing *publish_release* alone works only while its
+staged release is still there (it is gone once published or blocked):
 a rerun for the same month replaces that month's release whole (a reader
 sees the old release or the new one, never a mix). The month comes from the
 run's data interval end — the month before it — never from the wall clock;
@@ -107,17 +115,26 @@ def monthly_statistics_release():
             engine.dispose()
         return {"period": period, "as_of": as_of, "mode": cfg.mode, "threshold": cfg.threshold}
 
-    @task(
-        task_id="publish_release",
-        inlets=[facts_asset(s) for s in FACT_SOURCES],
-        outlets=[RELEASE_ASSET],
-    )
-    def publish(checked: dict) -> dict:
+    @task(task_id="build_release", inlets=[facts_asset(s) for s in FACT_SOURCES])
+    def build_release(checked: dict) -> dict:
         from datetime import date  # noqa: PLC0415
 
-        from patron_privacy.release.publish import publish as run  # noqa: PLC0415
+        from patron_privacy.release.build import build  # noqa: PLC0415
 
-        result = run("month", checked["period"], as_of=date.fromisoformat(checked["as_of"]))
+        staged = build("month", checked["period"], as_of=date.fromisoformat(checked["as_of"]))
+        m = staged.manifest
+        return {
+            "period": m["period"],
+            "staged": str(staged.path),
+            "empty": m["empty"],
+            "suppressed_cells": m["suppression"]["suppressed_cells"],
+        }
+
+    @task(task_id="publish_release", outlets=[RELEASE_ASSET])
+    def publish(staged: dict) -> dict:
+        from patron_privacy.release.publish import publish_staged  # noqa: PLC0415
+
+        result = publish_staged(staged["staged"])
         m = result.manifest
         return {
             "period": m["period"],
@@ -129,7 +146,7 @@ def monthly_statistics_release():
             "pii_gate_files": m["pii_gate"]["files_scanned"],
         }
 
-    publish(check())
+    publish(build_release(check()))
 
 
 monthly_statistics_release()

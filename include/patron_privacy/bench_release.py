@@ -15,8 +15,9 @@ run and alternating:
 It reports the median of each, their ratio (the target is at most 2), and the
 peak Python heap (tracemalloc) and resident-set growth of a release over the
 small month and over the large one: memory that does not grow with the
-number of facts; and the peak resident set of one release in a fresh
-interpreter, as the release task runs.
+number of facts; and the peak resident set of a release in fresh interpreters:
+once whole, as the command line makes it, and as the monthly DAG's two tasks
+(``build_release``, then ``publish_release``), each in a process of its own.
 """
 
 from __future__ import annotations
@@ -144,9 +145,53 @@ def _build_koha(path: Path, patrons: int) -> None:
 
 
 def _release_task(period: str, as_of: date, out: str) -> dict:
-    """One release in this (fresh) process, as a task runs: its time and peak memory."""
+    """One release in this (fresh) process, as the command line makes it: time and peak memory."""
     seconds, _, _ = timed_release(period, as_of, Path(out))
     return {"release_s": round(seconds, 3), "peak_rss_kb": bench_memory.peak_rss_kb()}
+
+
+def build_task(period: str, as_of: date, out: str) -> dict:
+    """The monthly DAG's ``build_release`` in this (fresh) process: time, memory, folder."""
+    from patron_privacy.release.build import build  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    staged = build("month", period, as_of=as_of, base_dir=out)
+    return {
+        "seconds": round(time.perf_counter() - t0, 3),
+        "peak_rss_kb": bench_memory.peak_rss_kb(),
+        "staged": str(staged.path),
+    }
+
+
+def publish_task(staged: str) -> dict:
+    """The monthly DAG's ``publish_release`` in this (fresh) process: time, memory, result."""
+    from patron_privacy.release.publish import publish_staged  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    manifest = publish_staged(staged).manifest
+    return {
+        "seconds": round(time.perf_counter() - t0, 3),
+        "peak_rss_kb": bench_memory.peak_rss_kb(),
+        "facts_counted": manifest.get("facts_counted"),
+        "audit_passed": manifest.get("audit", {}).get("passed"),
+    }
+
+
+def release_as_tasks(period: str, as_of: date, out: str, run=None) -> dict:
+    """The release as the DAG runs it: ``build_release`` then ``publish_release``, each in
+    a fresh process (``run(fn, *args)``; spawned by default). Returns both tasks' figures."""
+    run = run or bench_memory.in_fresh_process
+    built = run(build_task, period, as_of, out)
+    published = run(publish_task, built["staged"])
+    return {
+        "release_s": round(built["seconds"] + published["seconds"], 3),
+        "build_s": built["seconds"],
+        "publish_s": published["seconds"],
+        "build_peak_rss_kb": built["peak_rss_kb"],
+        "publish_peak_rss_kb": published["peak_rss_kb"],
+        "facts_counted": published["facts_counted"],
+        "audit_passed": published["audit_passed"],
+    }
 
 
 def release_queries(url: str, period) -> list[str]:
@@ -248,6 +293,7 @@ def run(
             fresh = bench_memory.in_fresh_process(
                 _release_task, period.label, as_of, str(work / "exports")
             )
+            tasks = release_as_tasks(period.label, as_of, str(work / "exports"))
         raw_med, rel_med = statistics.median(raw_times), statistics.median(rel_times)
         report.update(
             {
@@ -267,8 +313,14 @@ def run(
                     "heap_growth_ratio": round(peak_large / max(peak_small, 1), 3),
                     "process_max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                     * 1024,
-                    "release_task_peak_rss_mb": round(fresh["peak_rss_kb"] / 1024, 1),
-                    "release_task_s": fresh["release_s"],
+                    "release_one_process_peak_rss_mb": round(fresh["peak_rss_kb"] / 1024, 1),
+                    "release_one_process_s": fresh["release_s"],
+                    "build_release_task_peak_rss_mb": round(tasks["build_peak_rss_kb"] / 1024, 1),
+                    "build_release_task_s": tasks["build_s"],
+                    "publish_release_task_peak_rss_mb": round(
+                        tasks["publish_peak_rss_kb"] / 1024, 1
+                    ),
+                    "publish_release_task_s": tasks["publish_s"],
                     "note": "tracemalloc peak of one release; the grouped rows are bounded by the "
                     "codes (branches x item types x categories x bands), not the facts",
                 },

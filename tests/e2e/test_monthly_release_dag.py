@@ -33,7 +33,11 @@ def test_dag_file_is_thin_wiring_with_the_project_vocabulary():
     assert set(dag.tags) <= {t.value for t in Tag}
     assert dag.catchup is False and dag.max_active_runs == 1
     assert "0 6 2 * *" in repr(dag.timetable)
-    assert {t.task_id for t in dag.tasks} == {"check_release_inputs", "publish_release"}
+    assert {t.task_id for t in dag.tasks} == {
+        "check_release_inputs",
+        "build_release",
+        "publish_release",
+    }
     assert dag.doc_md and "How to rerun safely" in dag.doc_md
 
 
@@ -94,12 +98,16 @@ def test_a_scheduled_run_publishes_the_previous_month(tmp_path, template):
                 "SELECT task_id, state FROM task_instance WHERE dag_id = ?", (DAG_ID,)
             ).fetchall()
         )
-    assert states == {"check_release_inputs": "success", "publish_release": "success"}, (
-        proc.stdout[-4000:] + proc.stderr[-4000:]
-    )
+    assert states == {
+        "check_release_inputs": "success",
+        "build_release": "success",
+        "publish_release": "success",
+    }, proc.stdout[-4000:] + proc.stderr[-4000:]
     folder = Path(stack.pp_home) / "exports" / "2026-10"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["period"] == "2026-10" and manifest["audit"]["passed"] is True
     assert manifest["facts_counted"]["circulation_facts"] == 300
     assert (folder / "report.pdf").exists()
     assert (folder / "circulation_by_branch_item_type_age_band.parquet").exists()
+    # The staging folder the first task built was swapped in: nothing is left beside it.
+    assert not list(folder.parent.glob(".2026-10.tmp-*"))

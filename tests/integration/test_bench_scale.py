@@ -59,6 +59,8 @@ def test_scale_bench_tiny(mariadb_url, tmp_path, monkeypatch):
     assert release["facts_counted"]["circulation_facts"] > 0
     assert release["audit_passed"] is True
     assert release["ratio_release_to_raw"] > 0
+    assert release["build_release_task_max_rss_kb"] > 0
+    assert release["publish_release_task_max_rss_kb"] > 0
     assert report["memory"]["max_task_rss_kb"] >= max(
         t["max_rss_kb"] for t in nightly["tasks"].values()
     )

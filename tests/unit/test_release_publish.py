@@ -5,8 +5,10 @@ the annual release, planned tables plugging in, and a look at the rendered pages
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -18,13 +20,16 @@ from libki_builders import add_user, make_libki
 from patron_privacy import cli, connections
 from patron_privacy.facts import write_circulation_facts
 from patron_privacy.release import pii_gate
+from patron_privacy.release.build import build
 from patron_privacy.release.config import DisclosureConfigError
-from patron_privacy.release.publish import publish
+from patron_privacy.release.folder import StagedReleaseError
+from patron_privacy.release.publish import publish, publish_staged
 from patron_privacy.release.tables import ReleaseInputError
 from patron_privacy.warehouse import create_warehouse
 from sqlalchemy import inspect, text
 
 AS_OF = date(2026, 11, 30)
+REPO = Path(__file__).resolve().parents[2]
 BRANCHES = ("MAIN", "NORTH", "EAST")
 CANARIES = {
     "surname": "Quackenbushwhistle",
@@ -597,3 +602,100 @@ def test_large_counts_are_not_phone_numbers_but_ten_digits_are():
     assert gate.scan_texts(["8605550142"])["PHONE_NUMBER"] == 1
     assert gate.scan_texts(["860-555-0142"])["PHONE_NUMBER"] == 1
     assert gate.scan_texts(["27771234567890"])["CARD_NUMBER"] == 1
+
+
+# -- built and published in two steps, as the monthly DAG's two tasks do ------------------------
+
+
+def _staged_in_a_fresh_process(path: Path) -> dict:
+    """Publish a staged release the way the DAG's second task does: in a process of its own."""
+    code = (
+        "import json, sys\n"
+        "from patron_privacy.release.publish import publish_staged\n"
+        "r = publish_staged(sys.argv[1])\n"
+        "heavy = [m for m in ('pandas', 'scipy', 'matplotlib') if m in sys.modules]\n"
+        "print(json.dumps({'path': str(r.path), 'heavy': heavy}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        env=os.environ | {"PYTHONPATH": str(REPO / "include")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_a_staged_release_is_published_by_a_step_that_loads_none_of_the_builds_libraries(
+    library, out
+):
+    staged = build("month", "2026-10", as_of=AS_OF, base_dir=out)
+    assert staged.path.parent == out and staged.path.name.startswith(".2026-10.tmp-")
+    assert staged.manifest["pii_gate"] == {"passed": None}
+    assert not (out / "2026-10").exists()
+    done = _staged_in_a_fresh_process(staged.path)
+    assert done["heavy"] == []
+    assert Path(done["path"]) == out / "2026-10"
+    manifest = json.loads((out / "2026-10" / "manifest.json").read_text())
+    assert manifest["pii_gate"]["passed"] is True
+    assert manifest["row_counts"] == staged.manifest["row_counts"]
+    assert not staged.path.exists()
+    assert scan_release(out / "2026-10") == []
+
+
+def test_a_staged_release_with_personal_data_is_deleted_not_published(library, out, caplog):
+    add_facts([fact(70_000 + i, date(2026, 10, 3), branch=CANARIES["email"]) for i in range(12)])
+    staged = build("month", "2026-10", as_of=AS_OF, base_dir=out)
+    with pytest.raises(pii_gate.PiiFound):
+        publish_staged(staged.path)
+    assert not staged.path.exists() and not (out / "2026-10").exists()
+    assert any("blocked by the PII gate" in r.getMessage() for r in caplog.records)
+    assert scan_tree(out, needles()) == []
+
+
+def test_a_staged_release_waits_for_a_retry_when_names_cannot_be_read(library, monkeypatch, out):
+    staged = build("month", "2026-10", as_of=AS_OF, base_dir=out)
+    with monkeypatch.context() as m:
+        m.setenv("AIRFLOW_CONN_KOHA_DB", "mysql://root@127.0.0.1:1/koha")
+        with pytest.raises(pii_gate.PiiGateUnavailable, match="failing closed"):
+            publish_staged(staged.path)
+    assert staged.path.exists() and not (out / "2026-10").exists()
+    publish_staged(staged.path)
+    assert (out / "2026-10" / "manifest.json").exists()
+
+
+def test_only_a_staged_release_that_is_still_there_can_be_published(library, out, tmp_path):
+    first = build("month", "2026-10", as_of=AS_OF, base_dir=out)
+    second = build("month", "2026-10", as_of=AS_OF, base_dir=out)
+    with pytest.raises(StagedReleaseError, match="build the release again"):
+        publish_staged(first.path)  # the later build swept it
+    publish_staged(second.path)
+    with pytest.raises(StagedReleaseError, match="build the release again"):
+        publish_staged(second.path)  # already published
+    elsewhere = tmp_path / "not-a-release"
+    (elsewhere / "charts").mkdir(parents=True)
+    (elsewhere / "manifest.json").write_text("{}")
+    with pytest.raises(StagedReleaseError, match="not a staged release folder"):
+        publish_staged(elsewhere)
+    with pytest.raises(StagedReleaseError, match="not a staged release folder"):
+        publish_staged(out / "2026-10")
+    assert (out / "2026-10" / "manifest.json").exists()
+
+
+def test_a_staged_dp_release_is_refused_if_the_budget_moved_since_it_was_built(
+    library, tmp_path, out
+):
+    cfg = tmp_path / "dp.yaml"
+    cfg.write_text("differential_privacy: {enabled: true, epsilon: 0.5, annual_budget: 1.5}\n")
+    october = build("month", "2026-10", as_of=AS_OF, base_dir=out, config_path=cfg)
+    publish("month", "2026-09", as_of=AS_OF, base_dir=out, config_path=cfg)
+    with pytest.raises(ReleaseInputError, match="changed since release 2026-10 was built"):
+        publish_staged(october.path)
+    assert not (out / "2026-10").exists()
+    wh = connections.engine_for(connections.WAREHOUSE_DB)
+    with wh.connect() as c:
+        periods = c.execute(text("SELECT release_period FROM dp_budget_ledger")).scalars().all()
+    wh.dispose()
+    assert periods == ["2026-09"]

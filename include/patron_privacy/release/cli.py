@@ -95,8 +95,9 @@ def add_parser(sub) -> None:
 
 def cmd_publish(args) -> int:
     from patron_privacy.release import pii_gate  # noqa: PLC0415
+    from patron_privacy.release.build import AuditFailed  # noqa: PLC0415
     from patron_privacy.release.config import DisclosureConfigError  # noqa: PLC0415
-    from patron_privacy.release.publish import AuditFailed, publish  # noqa: PLC0415
+    from patron_privacy.release.publish import publish  # noqa: PLC0415
     from patron_privacy.release.tables import ReleaseInputError  # noqa: PLC0415
 
     if args.latest:

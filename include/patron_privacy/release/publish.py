@@ -1,54 +1,47 @@
-"""Make a release: count in the warehouse, protect, audit, render, gate, then publish atomically.
+"""Publish a release: scan a built release for personal data, then swap it in atomically.
 
-Order matters, and every step before the last writes only into a private
-temporary folder beside the destination:
+The second half of publishing (``build`` holds the first: counting,
+protection, audit, rendering). Order matters:
 
-1. refuse bad input before anything is read (period, settings, budget,
-   the fact table);
-2. open the PII gate first — patron names are read into memory from every
-   system of the library that holds them (the ILS, Libki); if one cannot be
-   read, nothing is counted or published;
-3. count with ``GROUP BY`` in the warehouse;
-4. protect (suppression with complements, or differential privacy) and audit;
-   a failed audit publishes nothing;
-5. write every table as CSV and Parquet, the charts, the HTML report, the PDF
-   and the manifest;
-6. scan every one of those files; any finding blocks the release and alerts;
-7. fsync, then swap the folder into ``<base>/<period>`` in one rename — a rerun
-   replaces a release whole, and a reader sees the old release or the new,
-   never a mix.
+1. refuse bad input before anything is read (period, settings, budget, the
+   fact table: ``build.plan``);
+2. open the PII gate — patron names are read into memory from every system of
+   the library that holds them (the ILS, Libki); if one cannot be read,
+   nothing is published;
+3. build the release into a staging folder beside the destination
+   (``build.stage``): count with ``GROUP BY`` in the warehouse, protect
+   (suppression with complements, or differential privacy), audit (a failed
+   audit publishes nothing), write every table as CSV and Parquet, the charts,
+   the HTML report, the PDF and the manifest;
+4. scan every one of those files; any finding blocks the release, alerts, and
+   removes the staging folder;
+5. fsync, record the privacy budget spent (differential-privacy mode), then
+   swap the folder into ``<base>/<period>`` in one rename — a rerun replaces a
+   release whole, and a reader sees the old release or the new, never a mix.
+
+:func:`publish` runs all of it in one process (the command line). The monthly
+DAG runs steps 1 and 3 in one task and :func:`publish_staged` (steps 2, 4, 5)
+in the next, so that the gate's process never loads pandas, SciPy or
+matplotlib, nor the build's the gate's names and Presidio. This module
+therefore imports none of the build's libraries until :func:`publish` needs
+them.
 """
 
 from __future__ import annotations
 
 import calendar
-import contextlib
-import ctypes
-import fcntl
 import json
 import logging
-import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import pandas as pd
-
 from patron_privacy import connections
-from patron_privacy.release import config as rconfig
-from patron_privacy.release import pii_gate, report, sdc, tables
-from patron_privacy.release.tables import Period, ReleaseInputError
+from patron_privacy.release import folder, pii_gate
+from patron_privacy.release.folder import MANIFEST
 
 log = logging.getLogger("patron_privacy.release")
-
-MANIFEST = "manifest.json"
-TREND_MONTHS = 12
-
-
-class AuditFailed(RuntimeError):
-    """A suppressed cell can be recovered or narrowly bounded: nothing was published."""
 
 
 @dataclass
@@ -81,128 +74,6 @@ class Published:
             )
         lines.append(f"  PII gate: passed, {m['pii_gate']['files_scanned']} files scanned")
         return "\n".join(lines)
-
-
-# -- helpers -----------------------------------------------------------------------------------
-
-
-def _fsync_tree(root: Path) -> None:
-    for p in sorted(root.rglob("*"), key=lambda x: -len(x.parts)):
-        if p.is_file():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-    for d in [
-        *sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda x: -len(x.parts)),
-        root,
-    ]:
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    at_fdcwd, rename_exchange = -100, 2
-    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
-
-
-def replace_dir(tmp: Path, target: Path) -> None:
-    """Put ``tmp`` at ``target`` atomically, replacing any release already there."""
-    if not target.exists():
-        os.rename(tmp, target)
-    elif _exchange(tmp, target):
-        shutil.rmtree(tmp)  # now the old release
-    else:  # pragma: no cover - non-Linux: a short window with no folder at all
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(target, old)
-        os.rename(tmp, target)
-        shutil.rmtree(old)
-    fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _lock(base: Path, label: str):
-    base.mkdir(parents=True, exist_ok=True)
-    with open(base / f".{label}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _frame(t: tables.Table, shown: dict) -> pd.DataFrame:
-    data: dict[str, list] = {c: [] for c in (*t.label_columns, *t.value_columns, "status")}
-    for labels, cells in t.rows:
-        for c, v in zip(t.label_columns, labels, strict=True):
-            data[c].append(v)
-        hidden = False
-        for c in t.value_columns:
-            k = cells.get(c)
-            v = shown.get(k) if k is not None else None
-            hidden |= k is not None and v is None
-            data[c].append(v)
-        data["status"].append("not available" if not cells else ("suppressed" if hidden else ""))
-    df = pd.DataFrame(data)
-    for c in t.label_columns + ("status",):
-        df[c] = df[c].astype("string")
-    for c in t.value_columns:
-        df[c] = pd.array(df[c].tolist(), dtype="Int64")
-    return df
-
-
-def _write_table(df: pd.DataFrame, folder: Path, name: str) -> list[str]:
-    import pyarrow as pa  # noqa: PLC0415
-    import pyarrow.parquet as pq  # noqa: PLC0415
-
-    df.to_csv(folder / f"{name}.csv", index=False)
-    pq.write_table(
-        pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None),
-        folder / f"{name}.parquet",
-        compression="none",
-    )
-    return [f"{name}.csv", f"{name}.parquet"]
-
-
-def _trend(base: Path, period: Period, current: pd.DataFrame | None) -> tuple[pd.DataFrame, str]:
-    """Branch totals by month as they were published: earlier releases, then this one."""
-    rows = []
-    found = 0
-    y, m = period.start.year, period.start.month
-    months = []
-    for _ in range(TREND_MONTHS - 1):
-        y, m = (y - 1, 12) if m == 1 else (y, m - 1)
-        months.append(f"{y:04d}-{m:02d}")
-    name = "circulation_by_branch_item_type_patron_category"
-    for label in reversed(months):
-        f = base / label / f"{name}.csv"
-        if not (base / label / MANIFEST).exists() or not f.exists():
-            continue
-        d = pd.read_csv(f, dtype={"loans": "Int64"}, keep_default_na=False, na_values=[""])
-        d = d[(d["item_type"] == sdc.TOTAL) & (d["patron_category"] == sdc.TOTAL)]
-        found += 1
-        rows += [(label, b, v) for b, v in d[["branch", "loans"]].itertuples(index=False)]
-    if current is not None:
-        d = current[(current["item_type"] == sdc.TOTAL) & (current["patron_category"] == sdc.TOTAL)]
-        rows += [(period.label, b, v) for b, v in d[["branch", "loans"]].itertuples(index=False)]
-    df = pd.DataFrame(rows, columns=["month", "branch", "value"])
-    note = (
-        f"Earlier months are drawn exactly as their own releases published them "
-        f"({found} of the previous {TREND_MONTHS - 1} months have a release)."
-    )
-    return df, note
 
 
 def vocabulary() -> set[str]:
@@ -247,237 +118,94 @@ def publish(
     (``kind="year"``, ``when="YYYY"``) release. Raises before publishing anything on bad
     input (:class:`ReleaseInputError`, ``DisclosureConfigError``), a failed audit
     (:class:`AuditFailed`) or a PII finding (``PiiFound``)."""
-    from patron_privacy.policy import load_policy  # noqa: PLC0415
+    from patron_privacy.release import build  # noqa: PLC0415
 
-    cfg = rconfig.with_overrides(
-        rconfig.load_config(config_path),
+    plan = build.plan(
+        kind,
+        when,
+        as_of=as_of,
+        config_path=config_path,
         preset=preset,
         threshold=threshold,
         epsilon=epsilon,
         dp=dp,
         base_dir=base_dir,
+        policy_path=policy_path,
+        generated_at=generated_at,
     )
-    if kind == "month":
-        period = tables.month_period(when)
-    elif kind == "year":
-        period = tables.year_period(when)
-    else:
-        raise ReleaseInputError(f"unknown release kind {kind!r} (expected month or year)")
-    as_of = as_of or date.today()
-    if period.end > as_of:
-        raise ReleaseInputError(
-            f"period {period.label} is not complete as of {as_of.isoformat()}: a release is "
-            f"made once the period has ended (from {period.end.isoformat()})"
-        )
-    policy = load_policy(policy_path)
+    gate = pii_gate.PiiGate.from_sources(vocabulary())
+    staged = build.stage(plan)
+    return publish_staged(staged.path, gate=gate)
+
+
+def publish_staged(path: str | Path, *, gate: pii_gate.PiiGate | None = None) -> Published:
+    """Scan the release ``build`` staged at ``path`` and swap it into place.
+
+    Fails closed: a PII finding (``PiiFound``) alerts and removes the staging folder; a
+    system whose names cannot be read (``PiiGateUnavailable``) publishes nothing and
+    leaves the folder for a retry. Raises ``StagedReleaseError`` for a path that is not a
+    staged release (never built, already published, or replaced by a later build)."""
+    base, label = folder.checked_staging(Path(path))
+    tmp = base / Path(path).name
+    gate = gate or pii_gate.PiiGate.from_sources(vocabulary())
+    with folder.lock(base, label):
+        base, label = folder.checked_staging(tmp)  # a build may have swept it meanwhile
+        manifest = json.loads((tmp / MANIFEST).read_text())
+        try:
+            _gate(gate, tmp, manifest, label)
+        except pii_gate.PiiFound:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        folder.fsync_tree(tmp)
+        dp_info = manifest.get("differential_privacy")
+        if dp_info:
+            _spend(dp_info, label)
+        target = base / label
+        folder.replace_dir(tmp, target)
+    log.info(
+        "release %s published: %d tables, %d suppressed cells",
+        label,
+        len(manifest["row_counts"]),
+        manifest["suppression"]["suppressed_cells"],
+    )
+    return Published(target, manifest)
+
+
+def _gate(gate: pii_gate.PiiGate, tmp: Path, manifest: dict, label: str) -> None:
+    """Scan every file, then the manifest again once it carries the gate's own result."""
+    result = gate.scan(tmp)
+    if not result.passed:
+        pii_gate.alert(result.findings, label)
+        raise pii_gate.PiiFound(result.findings, result.files_with_findings)
+    manifest["pii_gate"] = result.as_dict()
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    again = gate.scan_texts(pii_gate.pieces_of(tmp / MANIFEST))
+    if again:
+        pii_gate.alert(dict(again), label)
+        raise pii_gate.PiiFound(dict(again), {MANIFEST: sum(again.values())})
+
+
+def _spend(dp_info: dict, label: str) -> None:
+    """Record the release's epsilon, refusing if the budget moved since it was built.
+
+    The manifest states what was spent before and after this release; another
+    release published in between would make that untrue, so it is rebuilt instead.
+    """
+    from patron_privacy.release import dp as dpmod  # noqa: PLC0415
+    from patron_privacy.release.tables import ReleaseInputError  # noqa: PLC0415
+
+    year = int(dp_info["reporting_year"])
     warehouse = connections.engine_for(connections.WAREHOUSE_DB)
     try:
-        with warehouse.connect() as conn:
-            tables.require_circulation_facts(conn)
-        budget_before = None
-        if cfg.dp_enabled:
-            from patron_privacy.release import dp as dpmod  # noqa: PLC0415
-
-            budget_before = dpmod.check_budget(
-                warehouse, period.year, cfg.epsilon, cfg.annual_budget
+        before = dpmod.check_budget(warehouse, year, dp_info["epsilon"], dp_info["annual_budget"])
+        if abs(before - dp_info["spent_before"]) > 1e-6:
+            raise ReleaseInputError(
+                f"differential privacy budget for {year} changed since release {label} was "
+                f"built (spent {before:g}, the release says {dp_info['spent_before']:g}): "
+                "build it again"
             )
-        gate = pii_gate.PiiGate.from_sources(vocabulary())
-        with _lock(cfg.base_dir, period.label):
-            return _make(
-                kind, period, cfg, policy, warehouse, gate, as_of, budget_before, generated_at
-            )
+        dpmod.record_spend(
+            warehouse, year, label, dp_info["epsilon"], datetime.now(UTC).replace(tzinfo=None)
+        )
     finally:
         warehouse.dispose()
-
-
-def _make(kind, period, cfg, policy, warehouse, gate, as_of, budget_before, generated_at):
-    counter = None
-    if cfg.dp_enabled:
-        from patron_privacy.release import dp as dpmod  # noqa: PLC0415
-
-        counter = dpmod.DpCounter(cfg.epsilon, cfg.max_loans_per_patron)
-    with warehouse.connect() as conn:
-        if kind == "month":
-            counted = tables.count_monthly(conn, period, dp=counter)
-            tables.count_planned(conn, period, counted)
-        else:
-            counted = tables.count_annual(conn, period, cfg, dp=counter)
-            counted.tables[0].rows.append((("REGBOR", sdc.TOTAL), {}))
-    if counter is None:
-        protection = sdc.protect(counted.values, counted.relations, cfg.threshold)
-        shown = protection.shown(counted.values)
-        audit = protection.audit.as_dict()
-        if not protection.audit.passed:
-            log.error(
-                "release %s: audit failed for %d cells", period.label, len(protection.audit.failing)
-            )
-            raise AuditFailed(
-                f"audit failed for release {period.label}: "
-                f"{len(protection.audit.failing)} suppressed cell(s) can be recovered or "
-                f"narrowly bounded"
-                + (
-                    f" ({'; '.join(protection.audit.problems)})"
-                    if protection.audit.problems
-                    else ""
-                )
-                + "; nothing was published"
-            )
-        suppressed = protection.suppressed
-    else:
-        shown = dict(counted.values)
-        suppressed = set()
-        audit = {
-            "passed": True,
-            "method": "not applicable: in differential-privacy mode no cell is suppressed; "
-            "every count carries calibrated noise",
-            "suppressed_cells": 0,
-            "cells": [],
-        }
-    base = cfg.base_dir
-    tmp = base / f".{period.label}.tmp-{uuid.uuid4().hex[:10]}"
-    for stale in base.glob(f".{period.label}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        frames: list[tuple[tables.Table, pd.DataFrame]] = []
-        files: list[str] = []
-        table_entries = []
-        for t in counted.tables:
-            df = _frame(t, shown)
-            frames.append((t, df))
-            files += _write_table(df, tmp, t.name)
-            table_entries.append(
-                {
-                    "name": t.name,
-                    "title": t.title,
-                    "available": True,
-                    "definition": t.definition,
-                    "source": t.source,
-                    "files": {"csv": f"{t.name}.csv", "parquet": f"{t.name}.parquet"},
-                    "columns": [*t.label_columns, *t.value_columns, "status"],
-                    "rows": len(df),
-                    "suppressed_cells": sum(1 for k in t.cells() if k in suppressed),
-                }
-            )
-        table_entries += counted.unavailable
-        generated = (generated_at or datetime.now(UTC)).isoformat(timespec="seconds")
-        trend, trend_note = (None, "")
-        if kind == "month":
-            current = next(
-                df
-                for t, df in frames
-                if t.name == "circulation_by_branch_item_type_patron_category"
-            )
-            trend, trend_note = _trend(base, period, current)
-        dp_info = None
-        if counter is not None:
-            dp_info = {
-                "epsilon": counter.epsilon_spent,
-                "epsilon_configured": cfg.epsilon,
-                "mechanism": "OpenDP discrete Laplace; each patron's loans capped at "
-                f"{cfg.max_loans_per_patron} per release",
-                "parts": counter.parts,
-                "reporting_year": period.year,
-                "annual_budget": cfg.annual_budget,
-                "spent_before": round(budget_before, 6),
-                "spent_after": round(budget_before + counter.epsilon_spent, 6),
-                "ledger": "warehouse table dp_budget_ledger",
-            }
-        empty = counted.empty
-        note = (
-            f"no circulation facts for {period.label}: this release is empty on purpose"
-            if empty
-            else ""
-        )
-        view = report.View(
-            kind=kind,
-            period=period,
-            library=policy.library_name,
-            tables=frames,
-            unavailable=counted.unavailable,
-            rule=cfg.rule_text(),
-            mode=cfg.mode,
-            audit=audit,
-            dp=dp_info,
-            empty=empty,
-            generated_at=generated,
-            policy_version=policy.version,
-            trend=trend,
-            trend_note=trend_note,
-            definitions=counted.definitions,
-        )
-        charts = report.render_charts(view, tmp / "charts")
-        view.files = [*files, "report.pdf", MANIFEST]
-        report.render_html(view, charts, tmp / "report.html")
-        pages = report.render_pdf(view, charts, tmp / "charts", tmp / "report.pdf")
-        manifest = {
-            "release": "monthly" if kind == "month" else "annual",
-            "period": period.label,
-            "period_start": period.start.isoformat(),
-            "period_end_exclusive": period.end.isoformat(),
-            "as_of": as_of.isoformat(),
-            "library": policy.library_name,
-            "generated_at": generated,
-            "policy_version": policy.version,
-            "disclosure_config": {"file": str(cfg.path), "version": cfg.version},
-            "empty": empty,
-            "note": note,
-            "facts_counted": counted.facts,
-            "tables": table_entries,
-            "row_counts": {t.name: len(df) for t, df in frames},
-            "suppression": {
-                "mode": cfg.mode,
-                "preset": cfg.preset,
-                "threshold": cfg.threshold,
-                "suppressed_range": list(cfg.suppressed_range) if counter is None else None,
-                "zero_shown": True,
-                "complementary": counter is None,
-                "rule": cfg.rule_text() if counter is None else "none: differential privacy",
-                "marker": "empty value with status 'suppressed'",
-                "suppressed_cells": len(suppressed),
-            },
-            "audit": audit,
-            "differential_privacy": dp_info,
-            "elements": counted.definitions or None,
-            "report": {
-                "html": "report.html",
-                "pdf": "report.pdf",
-                "pdf_pages": pages,
-                "charts": [f"charts/{c}.png" for c in charts],
-            },
-            "pii_gate": {"passed": None},
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        result = gate.scan(tmp)
-        if not result.passed:
-            pii_gate.alert(result.findings, period.label)
-            raise pii_gate.PiiFound(result.findings, result.files_with_findings)
-        manifest["pii_gate"] = result.as_dict()
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        again = gate.scan_texts(pii_gate.pieces_of(tmp / MANIFEST))
-        if again:
-            pii_gate.alert(dict(again), period.label)
-            raise pii_gate.PiiFound(dict(again), {MANIFEST: sum(again.values())})
-        _fsync_tree(tmp)
-        if counter is not None:
-            from patron_privacy.release import dp as dpmod  # noqa: PLC0415
-
-            dpmod.record_spend(
-                warehouse,
-                period.year,
-                period.label,
-                counter.epsilon_spent,
-                datetime.now(UTC).replace(tzinfo=None),
-            )
-        target = base / period.label
-        replace_dir(tmp, target)
-        log.info(
-            "release %s published: %d tables, %d suppressed cells",
-            period.label,
-            len(frames),
-            len(suppressed),
-        )
-        return Published(target, manifest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
