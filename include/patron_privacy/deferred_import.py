@@ -46,7 +46,7 @@ class Deferred(types.ModuleType):
                     sys.modules[name] = self  # as before: a later use tries again
                     raise
             else:
-                real = sys.modules.get(name) or importlib.import_module(name)
+                real = importlib.import_module(name)
             # Whoever kept a reference to the stand-in now reads the real module's names.
             self.__dict__.update(real.__dict__)
         return real
