@@ -1,5 +1,7 @@
 """The monthly statistics DAG end to end: ``airflow dags test`` publishes the month before
-the run's data interval end, from the warehouse's facts, into the exports folder."""
+the run's data interval end, from the warehouse's facts, into the exports folder, and
+none of a canary patron's values (whose name the PII gate reads) reaches anything its
+two tasks leave: the release, XCom, the metadata DB, the task logs."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from koha_builders import add_patron, make_koha
+from leak_scan import digit_forms, scan_sqlite, scan_text, scan_tree
 from nightly_harness import REPO, RUN_TIMEOUT, airflow_bin, koha_engine, migrate_template, new_stack
 from patron_privacy.connections import engine_for_url
 from patron_privacy.dag_defaults import Tag
@@ -23,6 +26,18 @@ pytestmark = [pytest.mark.airflow, pytest.mark.xdist_group("airflow_e2e")]
 
 DAG_ID = "monthly_statistics_release"
 DAG_FILE = REPO / "dags" / "monthly_statistics_release.py"
+CANARY = {
+    "surname": "Zqxreleasecanarysurname",
+    "firstname": "Zqxreleasecanaryfirst",
+    "email": "zqx.release.canary@example.org",
+    "cardnumber": "29977100000917",
+    "phone": "860-555-0917",
+}
+
+
+def needles() -> list[str]:
+    out = [CANARY["surname"], CANARY["firstname"], CANARY["email"], "zqxrelease"]
+    return out + digit_forms(CANARY["cardnumber"]) + digit_forms(CANARY["phone"])
 
 
 def test_dag_file_is_thin_wiring_with_the_project_vocabulary():
@@ -77,7 +92,9 @@ def test_a_scheduled_run_publishes_the_previous_month(tmp_path, template):
     with engine.begin() as c:
         for bn in range(10, 20):
             add_patron(c, bn)
+        add_patron(c, 99, **CANARY)
     engine.dispose()
+    assert {f.needle for f in scan_sqlite(stack.koha_db, needles())} >= {CANARY["email"]}
     wh = engine_for_url(f"sqlite:///{stack.warehouse_db}")
     create_warehouse(wh)
     with wh.begin() as c:
@@ -111,3 +128,13 @@ def test_a_scheduled_run_publishes_the_previous_month(tmp_path, template):
     assert (folder / "circulation_by_branch_item_type_age_band.parquet").exists()
     # The staging folder the first task built was swapped in: nothing is left beside it.
     assert not list(folder.parent.glob(".2026-10.tmp-*"))
+    with closing(sqlite3.connect(stack.airflow_db)) as c:
+        staged = c.execute(
+            "SELECT count(*) FROM xcom WHERE dag_id = ? AND task_id = 'build_release'", (DAG_ID,)
+        ).fetchone()[0]
+    assert staged > 0  # what the scan below covers includes the staging task's XCom
+    found = scan_sqlite(stack.airflow_db, needles())  # XCom, rendered fields, run conf
+    found += scan_tree(stack.airflow_home, needles())  # task logs, config, raw DB bytes
+    found += scan_tree(stack.pp_home, needles(), skip=[stack.koha_db.parent])
+    found += scan_text(proc.stdout + proc.stderr, needles(), "airflow dags test output")
+    assert not found, "personal values leaked:\n" + "\n".join(str(f) for f in found)
