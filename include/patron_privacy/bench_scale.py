@@ -18,8 +18,9 @@ What it measures, in one run:
   pristine state, the floor's two forms (one ``UPDATE``; the ``UPDATE`` in
   primary-key ranges), the faster counting;
 * **the release against raw GROUP BY**: the monthly release of the busiest
-  month of the facts the run recorded, end to end in a fresh process, against
-  the ``GROUP BY`` statements it runs, executed and fetched.
+  month of the facts the run recorded, as the monthly DAG's two tasks
+  (``build_release``, then ``publish_release``), each in a fresh process,
+  against the ``GROUP BY`` statements it runs, executed and fetched.
 
 Every end state is checked against plain SQL: the run must change exactly
 the eligible loans, every floor must reach the same state, the audit must

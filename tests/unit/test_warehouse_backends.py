@@ -12,13 +12,15 @@ import pytest
 from patron_privacy import audit_report, connections, pipeline
 from patron_privacy.facts import Pseudonymizer, loan_fact, write_circulation_facts
 from patron_privacy.release import dp
+from patron_privacy.release.tables import ReleaseInputError
 from patron_privacy.warehouse import (
     create_warehouse,
+    dp_budget_ledger,
     retention_audit,
     validation_row_counts,
     write_validation,
 )
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
 
 @pytest.fixture
@@ -101,3 +103,11 @@ def test_dp_budget_is_summed_per_year(wh):
     assert dp.spent(wh, 2026) == pytest.approx(0.75)
     with wh.connect() as c:
         assert c.execute(select(func.count()).select_from(retention_audit)).scalar() == 0
+
+
+def test_a_warehouse_without_the_budget_ledger_is_refused_not_patched(wh):
+    with wh.begin() as c:
+        dp_budget_ledger.drop(c)
+    with pytest.raises(ReleaseInputError, match="no table dp_budget_ledger.*warehouse upgrade"):
+        dp.check_budget(wh, 2026, 0.5, 1.0)
+    assert not inspect(wh).has_table("dp_budget_ledger")  # left to the migrations

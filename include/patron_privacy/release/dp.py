@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date, datetime
 
-from sqlalchemy import Connection, Engine, and_, case, func, literal, or_, select
+from sqlalchemy import Connection, Engine, and_, case, func, inspect, literal, or_, select
 
 from patron_privacy.release.tables import CIRC_DIMS, Counted, Period, ReleaseInputError, _label
 from patron_privacy.warehouse import circulation_facts as cf
@@ -36,7 +36,16 @@ MECHANISM = "OpenDP 0.16 discrete Laplace (then_laplace on integer vectors, L1 d
 
 
 def spent(engine: Engine, year: int) -> float:
-    dp_budget_ledger.create(engine, checkfirst=True)
+    """The epsilon already spent in ``year``.
+
+    The ledger is part of the warehouse's migrated schema; a warehouse without it is
+    refused rather than given a table behind its migrations' back.
+    """
+    if not inspect(engine).has_table(dp_budget_ledger.name):
+        raise ReleaseInputError(
+            f"no table {dp_budget_ledger.name} in the warehouse: its schema is older than "
+            "this release (run python -m patron_privacy warehouse upgrade)"
+        )
     with engine.connect() as c:
         total = c.execute(
             select(func.coalesce(func.sum(dp_budget_ledger.c.epsilon), 0.0)).where(
