@@ -34,7 +34,7 @@ import json
 import logging
 import shutil
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from patron_privacy import connections
@@ -100,39 +100,16 @@ def vocabulary() -> set[str]:
 # -- the release -------------------------------------------------------------------------------
 
 
-def publish(
-    kind: str,
-    when: str,
-    *,
-    as_of: date | None = None,
-    config_path: str | Path | None = None,
-    preset: str | None = None,
-    threshold=None,
-    epsilon=None,
-    dp: bool | None = None,
-    base_dir: str | Path | None = None,
-    policy_path: str | Path | None = None,
-    generated_at: datetime | None = None,
-) -> Published:
+def publish(kind: str, when: str, **options) -> Published:
     """Publish the monthly (``kind="month"``, ``when="YYYY-MM"``) or annual
-    (``kind="year"``, ``when="YYYY"``) release. Raises before publishing anything on bad
-    input (:class:`ReleaseInputError`, ``DisclosureConfigError``), a failed audit
+    (``kind="year"``, ``when="YYYY"``) release, with ``options`` as ``build.plan`` takes
+    them (``as_of``, ``config_path``, ``preset``, ``threshold``, ``epsilon``, ``dp``,
+    ``base_dir``, ``policy_path``, ``generated_at``). Raises before publishing anything
+    on bad input (:class:`ReleaseInputError`, ``DisclosureConfigError``), a failed audit
     (:class:`AuditFailed`) or a PII finding (``PiiFound``)."""
     from patron_privacy.release import build  # noqa: PLC0415
 
-    plan = build.plan(
-        kind,
-        when,
-        as_of=as_of,
-        config_path=config_path,
-        preset=preset,
-        threshold=threshold,
-        epsilon=epsilon,
-        dp=dp,
-        base_dir=base_dir,
-        policy_path=policy_path,
-        generated_at=generated_at,
-    )
+    plan = build.plan(kind, when, **options)
     gate = pii_gate.PiiGate.from_sources(vocabulary())
     staged = build.stage(plan)
     return publish_staged(staged.path, gate=gate)
