@@ -96,23 +96,11 @@ def monthly_statistics_release():
     def check() -> dict:
         from datetime import date  # noqa: PLC0415
 
-        from patron_privacy import connections  # noqa: PLC0415
-        from patron_privacy.release import config, tables  # noqa: PLC0415
-        from patron_privacy.release import dp as dpmod  # noqa: PLC0415
+        from patron_privacy.release.plan import plan  # noqa: PLC0415
 
         period, as_of = _period_and_as_of(get_current_context())
-        cfg = config.load_config()
-        p = tables.month_period(period)
-        if p.end > date.fromisoformat(as_of):
-            raise tables.ReleaseInputError(f"period {period} is not complete as of {as_of}")
-        engine = connections.engine_for(connections.WAREHOUSE_DB)
-        try:
-            with engine.connect() as conn:
-                tables.require_circulation_facts(conn)
-            if cfg.dp_enabled:
-                dpmod.check_budget(engine, p.year, cfg.epsilon, cfg.annual_budget)
-        finally:
-            engine.dispose()
+        checked = plan("month", period, as_of=date.fromisoformat(as_of))
+        cfg = checked.cfg
         return {"period": period, "as_of": as_of, "mode": cfg.mode, "threshold": cfg.threshold}
 
     @task(task_id="build_release", inlets=[facts_asset(s) for s in FACT_SOURCES])

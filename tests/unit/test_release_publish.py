@@ -645,6 +645,38 @@ def test_a_staged_release_is_published_by_a_step_that_loads_none_of_the_builds_l
     assert scan_release(out / "2026-10") == []
 
 
+def test_the_check_before_a_build_loads_none_of_the_builds_libraries(library, out):
+    """The monthly DAG's first task: the same refusals as the command line, without pandas."""
+    code = (
+        "import json, sys\n"
+        "from datetime import date\n"
+        "from patron_privacy.release.plan import plan\n"
+        "from patron_privacy.release.tables import ReleaseInputError\n"
+        "ok = plan('month', '2026-10', as_of=date(2026, 11, 30), base_dir=sys.argv[1])\n"
+        "try:\n"
+        "    plan('month', '2026-11', as_of=date(2026, 11, 30), base_dir=sys.argv[1])\n"
+        "    refused = None\n"
+        "except ReleaseInputError as exc:\n"
+        "    refused = str(exc)\n"
+        "heavy = [m for m in ('pandas', 'scipy', 'matplotlib') if m in sys.modules]\n"
+        "print(json.dumps({'period': ok.period.label, 'refused': refused, 'heavy': heavy}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(out)],
+        env=os.environ | {"PYTHONPATH": str(REPO / "include")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    done = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert done["heavy"] == []
+    assert done["period"] == "2026-10"
+    assert "2026-11 is not complete as of 2026-11-30" in done["refused"]
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_a_staged_release_with_personal_data_is_deleted_not_published(library, out, caplog):
     add_facts([fact(70_000 + i, date(2026, 10, 3), branch=CANARIES["email"]) for i in range(12)])
     staged = build("month", "2026-10", as_of=AS_OF, base_dir=out)

@@ -17,16 +17,16 @@ import json
 import logging
 import shutil
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from patron_privacy import connections
-from patron_privacy.release import config as rconfig
 from patron_privacy.release import folder, report, sdc, tables
 from patron_privacy.release.folder import MANIFEST
-from patron_privacy.release.tables import Period, ReleaseInputError
+from patron_privacy.release.plan import Plan, plan
+from patron_privacy.release.tables import Period
 
 log = logging.getLogger("patron_privacy.release")
 
@@ -38,19 +38,6 @@ class AuditFailed(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Plan:
-    """A release whose input has been checked: what to count, with which settings."""
-
-    kind: str
-    period: Period
-    cfg: rconfig.DisclosureConfig
-    policy: object
-    as_of: date
-    budget_before: float | None
-    generated_at: datetime | None
-
-
-@dataclass(frozen=True)
 class Staged:
     """A built release waiting for the PII gate: its staging folder and manifest."""
 
@@ -58,63 +45,8 @@ class Staged:
     manifest: dict
 
 
-def plan(
-    kind: str,
-    when: str,
-    *,
-    as_of: date | None = None,
-    config_path: str | Path | None = None,
-    preset: str | None = None,
-    threshold=None,
-    epsilon=None,
-    dp: bool | None = None,
-    base_dir: str | Path | None = None,
-    policy_path: str | Path | None = None,
-    generated_at: datetime | None = None,
-) -> Plan:
-    """Refuse bad input before anything is counted (:class:`ReleaseInputError`,
-    ``DisclosureConfigError``): the period, the settings, the budget, the fact table."""
-    from patron_privacy.policy import load_policy  # noqa: PLC0415
-
-    cfg = rconfig.with_overrides(
-        rconfig.load_config(config_path),
-        preset=preset,
-        threshold=threshold,
-        epsilon=epsilon,
-        dp=dp,
-        base_dir=base_dir,
-    )
-    if kind == "month":
-        period = tables.month_period(when)
-    elif kind == "year":
-        period = tables.year_period(when)
-    else:
-        raise ReleaseInputError(f"unknown release kind {kind!r} (expected month or year)")
-    as_of = as_of or date.today()
-    if period.end > as_of:
-        raise ReleaseInputError(
-            f"period {period.label} is not complete as of {as_of.isoformat()}: a release is "
-            f"made once the period has ended (from {period.end.isoformat()})"
-        )
-    policy = load_policy(policy_path)
-    warehouse = connections.engine_for(connections.WAREHOUSE_DB)
-    try:
-        with warehouse.connect() as conn:
-            tables.require_circulation_facts(conn)
-        budget_before = None
-        if cfg.dp_enabled:
-            from patron_privacy.release import dp as dpmod  # noqa: PLC0415
-
-            budget_before = dpmod.check_budget(
-                warehouse, period.year, cfg.epsilon, cfg.annual_budget
-            )
-    finally:
-        warehouse.dispose()
-    return Plan(kind, period, cfg, policy, as_of, budget_before, generated_at)
-
-
 def build(kind: str, when: str, **options) -> Staged:
-    """Check the input (as :func:`plan`), then build the release into a staging folder."""
+    """Check the input (``plan.plan``), then build the release into a staging folder."""
     return stage(plan(kind, when, **options))
 
 

@@ -4,7 +4,7 @@ The second half of publishing (``build`` holds the first: counting,
 protection, audit, rendering). Order matters:
 
 1. refuse bad input before anything is read (period, settings, budget, the
-   fact table: ``build.plan``);
+   fact table: ``plan.plan``);
 2. open the PII gate — patron names are read into memory from every system of
    the library that holds them (the ILS, Libki); if one cannot be read,
    nothing is published;
@@ -102,16 +102,17 @@ def vocabulary() -> set[str]:
 
 def publish(kind: str, when: str, **options) -> Published:
     """Publish the monthly (``kind="month"``, ``when="YYYY-MM"``) or annual
-    (``kind="year"``, ``when="YYYY"``) release, with ``options`` as ``build.plan`` takes
+    (``kind="year"``, ``when="YYYY"``) release, with ``options`` as ``plan.plan`` takes
     them (``as_of``, ``config_path``, ``preset``, ``threshold``, ``epsilon``, ``dp``,
     ``base_dir``, ``policy_path``, ``generated_at``). Raises before publishing anything
     on bad input (:class:`ReleaseInputError`, ``DisclosureConfigError``), a failed audit
     (:class:`AuditFailed`) or a PII finding (``PiiFound``)."""
     from patron_privacy.release import build  # noqa: PLC0415
+    from patron_privacy.release.plan import plan  # noqa: PLC0415
 
-    plan = build.plan(kind, when, **options)
+    checked = plan(kind, when, **options)
     gate = pii_gate.PiiGate.from_sources(vocabulary())
-    staged = build.stage(plan)
+    staged = build.stage(checked)
     return publish_staged(staged.path, gate=gate)
 
 

@@ -36,8 +36,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linprog
-from scipy.sparse import csr_matrix
 
 TOTAL = "Total"
 EPS = 1e-6
@@ -218,6 +216,11 @@ def _bound_component(
     """Min and max of each cell. With ``quick_threshold``, only as exact as pass/fail needs:
     every LP solution is a feasible table, so a cell already seen at <= 1 and at
     >= threshold - 1 covers the range without solving its own programs."""
+    # SciPy only here: the cell and relation types above are the vocabulary of every
+    # release module, including the checks and the PII gate that never solve anything.
+    from scipy.optimize import linprog  # noqa: PLC0415
+    from scipy.sparse import csr_matrix  # noqa: PLC0415
+
     col = {k: j for j, k in enumerate(cells)}
     eq_rows, eq_rhs, ub_rows, ub_rhs = [], [], [], []
     for ri in rel_ids:
