@@ -54,7 +54,14 @@ def test_scale_bench_tiny(mariadb_url, tmp_path, monkeypatch):
     assert enforcement["rows_changed"] == report["data"]["eligible"] > 0
     assert set(enforcement["floors"]) == {"floor_single", "floor_ranged"}
     assert all(m["end_state_matches"] for m in enforcement["floors"].values())
-    assert enforcement["engine_vs_floor"] > 0
+    # The engine's task again, alone as the floors run, reaches the same end state.
+    alone = enforcement["engine_alone"]["engine_alone"]
+    assert alone["end_state_matches"] and alone["rows_changed"] == enforcement["rows_changed"]
+    assert alone["max_rss_kb"] > 10_000
+    assert enforcement["engine_vs_floor"] == pytest.approx(
+        alone["rows_per_s"] / enforcement["floor_rows_per_s"], rel=0.01
+    )
+    assert enforcement["engine_in_nightly_vs_floor"] > 0
     release = report["release"]
     assert release["facts_counted"]["circulation_facts"] > 0
     assert release["audit_passed"] is True
