@@ -106,13 +106,14 @@ def new_key_file(path: Path, periods: Iterable[str]) -> None:
 
 
 def _insert_ignoring_duplicates(wconn: Connection, table, rows: list[dict]) -> int:
-    """One statement per chunk that skips keys already present: reruns write nothing twice."""
+    """One statement per chunk that skips keys already present: reruns write nothing twice
+    (PostgreSQL: a COPY and one statement, see ``pg_copy``)."""
     dialect = wconn.dialect.name
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: PLC0415
+        from patron_privacy.pg_copy import copy_ignoring_duplicates  # noqa: PLC0415
 
-        stmt = pg_insert(table).on_conflict_do_nothing()
-    elif dialect == "sqlite":
+        return copy_ignoring_duplicates(wconn, table, rows)
+    if dialect == "sqlite":
         stmt = table.insert().prefix_with("OR IGNORE")
     elif dialect in ("mysql", "mariadb"):
         stmt = table.insert().prefix_with("IGNORE")
