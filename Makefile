@@ -73,6 +73,11 @@ bench-engine: $(STAMP)
 bench-scale: $(STAMP)
 	$(PY) -m patron_privacy.bench_scale --out bench-results/bench_scale.json
 
+# 2 million facts into PostgreSQL: the facts task's COPY against a plain COPY and INSERT.
+.PHONY: bench-facts
+bench-facts: $(STAMP)
+	$(PY) -m patron_privacy.bench_facts --out bench-results/bench_facts.json
+
 .PHONY: bench-release
 bench-release: $(STAMP)
 	$(PY) -m patron_privacy.bench_release --out bench-results/bench_release.json

@@ -181,6 +181,17 @@ def ensure_database(url: str) -> str:
     return name
 
 
+def admin_sql(root_url: str, sql: str) -> None:
+    """One statement outside a transaction (CREATE or DROP DATABASE) on a server's
+    administrative database; the PostgreSQL benchmarks make their databases with it."""
+    root = create_engine(root_url, isolation_level="AUTOCOMMIT")
+    try:
+        with root.connect() as c:
+            c.execute(text(sql))
+    finally:
+        root.dispose()
+
+
 def drop_tables(db: Engine, name: str) -> None:
     with db.connect() as c:
         tables = list(c.execute(text("SHOW TABLES")).scalars())

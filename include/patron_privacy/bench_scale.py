@@ -220,23 +220,14 @@ def nightly(
 # --- the run --------------------------------------------------------------------------------------
 
 
-def _admin(root_url: str, sql: str) -> None:
-    root = create_engine(root_url, isolation_level="AUTOCOMMIT")
-    try:
-        with root.connect() as c:
-            c.execute(text(sql))
-    finally:
-        root.dispose()
-
-
 def _warehouse(root_url: str) -> tuple[str, str]:
     name = f"pp_scale_wh_{uuid.uuid4().hex[:8]}"
-    _admin(root_url, f'CREATE DATABASE "{name}"')
+    bench.admin_sql(root_url, f'CREATE DATABASE "{name}"')
     return name, make_url(root_url).set(database=name).render_as_string(hide_password=False)
 
 
 def _drop_warehouse(root_url: str, name: str) -> None:
-    _admin(root_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    bench.admin_sql(root_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _airflow_uri(url: str, scheme: str) -> str:
