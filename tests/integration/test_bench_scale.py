@@ -73,6 +73,28 @@ def test_scale_bench_tiny(mariadb_url, tmp_path, monkeypatch):
     )
 
 
+def test_scale_bench_enforcement_only(mariadb_url, tmp_path, monkeypatch):
+    """No nightly and no release: the loans task alone against the floors, all checked."""
+    monkeypatch.setenv("PATRON_PRIVACY_HOME", str(tmp_path / "home"))
+    report = bench_scale.run(
+        koha_url=mariadb_url,
+        patrons=200,
+        loans=2_000,
+        past=800,
+        enforcement_only=True,
+        start_method="forkserver",
+    )
+    assert report["errors"] == []
+    assert "nightly" not in report and "release" not in report
+    enforcement = report["enforcement"]
+    alone = enforcement["engine_alone"]["engine_alone"]
+    assert alone["end_state_matches"] and alone["rows_changed"] == report["data"]["eligible"] > 0
+    assert enforcement["rows_changed"] == alone["rows_changed"]
+    assert enforcement["engine_in_nightly_rows_per_s"] is None
+    assert all(m["end_state_matches"] for m in enforcement["floors"].values())
+    assert report["summary"]["engine_vs_floor"] == enforcement["engine_vs_floor"] > 0
+
+
 def test_scale_bench_drops_its_warehouse(mariadb_url, tmp_path, monkeypatch):
     """A failed run still drops the PostgreSQL database it created."""
     monkeypatch.setenv("PATRON_PRIVACY_HOME", str(tmp_path / "home"))
