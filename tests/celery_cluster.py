@@ -22,7 +22,6 @@ import uuid
 from dataclasses import dataclass, field
 
 from airflow_server import AirflowServer
-from sqlalchemy import create_engine, text
 
 PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 REDIS = "redis://127.0.0.1:6379/0"
@@ -35,12 +34,10 @@ def worker_hostname() -> str:
 
 
 def _pg(sql: str) -> None:
-    engine = create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as c:
-            c.execute(text(sql))
-    finally:
-        engine.dispose()
+    # Imported here: Airflow's own processes import this module for worker_hostname.
+    from patron_privacy.bench import admin_sql
+
+    admin_sql(PG_SERVER, sql)
 
 
 @dataclass

@@ -607,17 +607,11 @@ def test_large_counts_are_not_phone_numbers_but_ten_digits_are():
 # -- built and published in two steps, as the monthly DAG's two tasks do ------------------------
 
 
-def _staged_in_a_fresh_process(path: Path) -> dict:
-    """Publish a staged release the way the DAG's second task does: in a process of its own."""
-    code = (
-        "import json, sys\n"
-        "from patron_privacy.release.publish import publish_staged\n"
-        "r = publish_staged(sys.argv[1])\n"
-        "heavy = [m for m in ('pandas', 'scipy', 'matplotlib') if m in sys.modules]\n"
-        "print(json.dumps({'path': str(r.path), 'heavy': heavy}))\n"
-    )
+def _in_a_fresh_interpreter(code: str, arg: Path) -> dict:
+    """Run ``code`` (which prints a JSON line last) in an interpreter of its own, as a
+    DAG task runs: what it imported is what that task would carry."""
     proc = subprocess.run(
-        [sys.executable, "-c", code, str(path)],
+        [sys.executable, "-c", code, str(arg)],
         env=os.environ | {"PYTHONPATH": str(REPO / "include")},
         capture_output=True,
         text=True,
@@ -626,6 +620,21 @@ def _staged_in_a_fresh_process(path: Path) -> dict:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+HEAVY = "heavy = [m for m in ('pandas', 'scipy', 'matplotlib') if m in sys.modules]\n"
+
+
+def _staged_in_a_fresh_process(path: Path) -> dict:
+    """Publish a staged release the way the DAG's second task does: in a process of its own."""
+    code = (
+        "import json, sys\n"
+        "from patron_privacy.release.publish import publish_staged\n"
+        "r = publish_staged(sys.argv[1])\n"
+        + HEAVY
+        + "print(json.dumps({'path': str(r.path), 'heavy': heavy}))\n"
+    )
+    return _in_a_fresh_interpreter(code, path)
 
 
 def test_a_staged_release_is_published_by_a_step_that_loads_none_of_the_builds_libraries(
@@ -658,19 +667,10 @@ def test_the_check_before_a_build_loads_none_of_the_builds_libraries(library, ou
         "    refused = None\n"
         "except ReleaseInputError as exc:\n"
         "    refused = str(exc)\n"
-        "heavy = [m for m in ('pandas', 'scipy', 'matplotlib') if m in sys.modules]\n"
-        "print(json.dumps({'period': ok.period.label, 'refused': refused, 'heavy': heavy}))\n"
+        + HEAVY
+        + "print(json.dumps({'period': ok.period.label, 'refused': refused, 'heavy': heavy}))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(out)],
-        env=os.environ | {"PYTHONPATH": str(REPO / "include")},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    done = json.loads(proc.stdout.strip().splitlines()[-1])
+    done = _in_a_fresh_interpreter(code, out)
     assert done["heavy"] == []
     assert done["period"] == "2026-10"
     assert "2026-11 is not complete as of 2026-11-30" in done["refused"]
