@@ -12,8 +12,10 @@ writes nothing twice.
 PostgreSQL's messages about a refused row quote it ("Failing row contains
 ...", a COPY error's context gives the value). Facts hold no personal data by
 construction, but a message that repeats whatever a source put in a column is
-not one to let into a task log: :class:`RowsRefused` names the table, the
-column, the row of the batch and the SQLSTATE, and never a value.
+not one to let into a task log, and any error raised while a COPY runs may
+carry the line it was reading. So whatever fails, :class:`BatchNotWritten`
+says so with the table, the row of the batch and the column where the server
+gives them, the SQLSTATE or the error's class, and never a value.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ _MEANING = {
 }
 
 
-class RowsRefused(RuntimeError):
-    """The warehouse refused a batch; the message names where, never what."""
+class BatchNotWritten(RuntimeError):
+    """A batch was not written (refused, or the write failed); the message names where,
+    never what."""
 
 
 def _text(value) -> str:
@@ -67,21 +70,26 @@ def _columns(table: Table, rows: Sequence[Mapping]) -> tuple[list[str], dict[str
     return given, defaults
 
 
-def _refused(table: Table, batch: int, exc: Exception) -> RowsRefused:
+def _not_written(table: Table, batch: int, exc: Exception) -> BatchNotWritten:
     orig = getattr(exc, "orig", exc)
-    code = getattr(orig, "pgcode", None) or "unknown"
+    code = getattr(orig, "pgcode", None)
     diag = getattr(orig, "diag", None)
     column = getattr(diag, "column_name", None)
     where = _WHERE.search(getattr(diag, "context", None) or "")
-    parts = [f"{table.name}: the warehouse refused a batch of {batch} rows"]
+    refused = code is not None and code[:2] in ("22", "23")  # data and integrity errors
+    verb = "the warehouse refused" if refused else "the warehouse did not take"
+    parts = [f"{table.name}: {verb} a batch of {batch} rows"]
     if where:
         parts.append(f"at row {where.group(1)}")
         column = column or where.group(2)
     if column:
         parts.append(f"in column {column}")
-    meaning = _MEANING.get(code)
-    parts.append(f"({meaning}, SQLSTATE {code})" if meaning else f"(SQLSTATE {code})")
-    return RowsRefused(" ".join(parts) + "; nothing of the batch was written")
+    if code is None:
+        parts.append(f"({type(orig).__name__}, no SQLSTATE: the connection may have failed)")
+    else:
+        meaning = _MEANING.get(code)
+        parts.append(f"({meaning}, SQLSTATE {code})" if meaning else f"(SQLSTATE {code})")
+    return BatchNotWritten(" ".join(parts) + "; nothing of the batch was written")
 
 
 def text_stream(
@@ -122,5 +130,5 @@ def copy_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[Mapp
         ).rowcount
         conn.exec_driver_sql(f"DROP TABLE {stage}")
     except (DBAPIError, psycopg2.Error) as exc:
-        raise _refused(table, len(rows), exc) from None
+        raise _not_written(table, len(rows), exc) from None
     return written

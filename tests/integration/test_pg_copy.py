@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from patron_privacy.facts import write_circulation_facts
-from patron_privacy.pg_copy import RowsRefused, copy_ignoring_duplicates
+from patron_privacy.pg_copy import BatchNotWritten, copy_ignoring_duplicates
 from patron_privacy.warehouse import circulation_facts, create_warehouse
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, select, text
 
@@ -101,13 +101,26 @@ def test_two_batches_in_one_transaction_and_a_rolled_back_one_leave_nothing_behi
 )
 def test_a_refused_batch_is_described_without_its_values(facts, bad, where, meaning):
     rows = [fact(1), fact(2), fact(3, patron_category=CANARY[:30], **bad)]
-    with pytest.raises(RowsRefused) as caught, facts.begin() as c:
+    with pytest.raises(BatchNotWritten) as caught, facts.begin() as c:
         write_circulation_facts(c, rows)
     message = str(caught.value)
     assert "circulation_facts" in message and where in message and meaning in message
     told = "".join(traceback.format_exception(caught.value))
     assert "zqx" not in told and "Failing row" not in told
     assert stored(facts) == {}, "nothing of a refused batch is written"
+
+
+def test_a_write_that_fails_for_another_reason_says_so_without_values(facts):
+    with facts.connect() as c:
+        c.exec_driver_sql("SET statement_timeout = 1")  # this session's writes are cancelled
+        rows = [fact(i, patron_category=CANARY[:30]) for i in range(20_000)]
+        with pytest.raises(BatchNotWritten) as caught:
+            write_circulation_facts(c, rows)
+        c.rollback()
+    message = str(caught.value)
+    assert "did not take a batch of 20000 rows" in message and "SQLSTATE 57014" in message
+    assert "zqx" not in "".join(traceback.format_exception(caught.value))
+    assert stored(facts) == {}
 
 
 # Text as a source may hold it: COPY's separators and escapes, quotes, any letter.
