@@ -46,8 +46,9 @@ def body_text(msg) -> str:
 
 
 @contextmanager
-def smtp_inbox(monkeypatch) -> Iterator[Inbox]:
-    """An SMTP server, and ``smtp_default`` pointing at it (no TLS, as a relay on localhost)."""
+def smtp_server() -> Iterator[tuple[Inbox, str]]:
+    """An SMTP server on 127.0.0.1 and the ``smtp_default`` connection (JSON) that reaches
+    it: no TLS, as a relay on localhost. For a child process's environment."""
     inbox = Inbox()
     port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
@@ -61,11 +62,18 @@ def smtp_inbox(monkeypatch) -> Iterator[Inbox]:
         "timeout": 10,
     }
     conn = {"conn_type": "smtp", "host": "127.0.0.1", "port": port, "extra": extra}
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(conn))
     try:
-        yield inbox
+        yield inbox, json.dumps(conn)
     finally:
         controller.stop()
+
+
+@contextmanager
+def smtp_inbox(monkeypatch) -> Iterator[Inbox]:
+    """An SMTP server, and ``smtp_default`` pointing at it in this process."""
+    with smtp_server() as (inbox, conn):
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", conn)
+        yield inbox
 
 
 @contextmanager

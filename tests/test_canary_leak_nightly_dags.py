@@ -6,9 +6,10 @@ formula-injection cell that the run must set aside; LibCal registrants), each so
 nightly DAG runs end to end through ``airflow dags test`` on the embedded defaults, and
 not one value may turn up in anything the runs leave behind: the warehouse (every
 cell, raw bytes), the Airflow metadata DB (XCom, task instances, logs tables), the
-task logs under AIRFLOW_HOME, the run's stdout/stderr, and PATRON_PRIVACY_HOME outside
+task logs under AIRFLOW_HOME, the run's stdout/stderr, PATRON_PRIVACY_HOME outside
 the sources themselves (rows inside their window keep their values there, and a file
-set aside is left exactly as it was).
+set aside is left exactly as it was), and every alert the DAGs' failure callbacks send,
+as received by an SMTP server and a webhook endpoint on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -16,11 +17,26 @@ from __future__ import annotations
 import sqlite3
 from contextlib import closing
 from datetime import datetime
+from email.message import EmailMessage
 
 import pytest
-from leak_scan import digit_forms, scan_sqlite, scan_text, scan_tree
-from nightly_harness import migrate_template, new_stack, run_nightly, warehouse_rows, write_keys
-from test_canary_leak_libki_libcal import libcal_values, literal_values, seed_libcal, seed_libki
+from alert_servers import smtp_server
+from leak_scan import digit_forms, scan_bytes, scan_sqlite, scan_text, scan_tree
+from nightly_harness import (
+    Stack,
+    migrate_template,
+    new_stack,
+    run_nightly,
+    warehouse_rows,
+    write_keys,
+)
+from test_canary_leak_libki_libcal import (
+    Webhook,
+    libcal_values,
+    literal_values,
+    seed_libcal,
+    seed_libki,
+)
 
 pytestmark = [pytest.mark.airflow, pytest.mark.xdist_group("airflow_e2e")]
 
@@ -82,8 +98,20 @@ def airflow_template(tmp_path_factory):
     return migrate_template(tmp_path_factory.mktemp("airflow-template"))
 
 
-def _scan(stack, runs) -> list:
+def _scan_emails(emails) -> list:
     found = []
+    for i, (_, msg) in enumerate(emails):
+        # Decoded, part by part: a body sent base64 or quoted-printable hides its bytes.
+        parts = [str(v) for v in msg.values()]
+        parts += [p.get_content() for p in msg.walk() if p.get_content_maintype() == "text"]
+        found += scan_text("\n".join(parts), needles(), f"alert email #{i + 1}")
+    return found
+
+
+def _scan(stack, runs, emails=(), posted=()) -> list:
+    found = _scan_emails(emails)
+    for i, body in enumerate(posted):
+        found += scan_bytes(body, needles(), f"alert #{i + 1} posted to the webhook")
     found += scan_sqlite(stack.warehouse_db, needles())
     found += scan_sqlite(stack.airflow_db, needles())
     found += scan_tree(stack.airflow_home, needles())  # task logs, cfg, raw DB bytes
@@ -95,7 +123,7 @@ def _scan(stack, runs) -> list:
 
 
 def test_no_canary_reaches_any_artifact_of_the_libki_signups_and_libcal_dags(
-    tmp_path, airflow_template
+    tmp_path, airflow_template, monkeypatch
 ):
     stack = new_stack(tmp_path, airflow_template)
     seed_libki(stack)
@@ -104,11 +132,22 @@ def test_no_canary_reaches_any_artifact_of_the_libki_signups_and_libcal_dags(
     write_keys(stack)
     conf = {"dry_run": False, "as_of": AS_OF}
 
-    runs = {
-        "libki": run_nightly(stack, conf, retries=False, dag_id="libki_nightly_retention"),
-        "signups": run_nightly(stack, conf, retries=False, dag_id="signups_nightly_retention"),
-        "libcal": run_nightly(stack, conf, retries=False, dag_id="libcal_nightly_retention"),
-    }
+    hook = Webhook()
+    with smtp_server() as (inbox, smtp_conn):
+        env = {
+            **stack.env,
+            "AIRFLOW_CONN_SMTP_DEFAULT": smtp_conn,
+            "AIRFLOW_CONN_ALERTS_WEBHOOK": hook.conn,
+        }
+        monkeypatch.setattr(Stack, "env", property(lambda self: env))
+        try:
+            runs = {
+                name: run_nightly(stack, conf, retries=False, dag_id=f"{name}_nightly_retention")
+                for name in ("libki", "signups", "libcal")
+            }
+        finally:
+            hook.stop()
+        emails = inbox.messages()
 
     # The runs really worked on the canary rows (a run that did nothing leaks nothing).
     libki = runs["libki"]
@@ -137,6 +176,15 @@ def test_no_canary_reaches_any_artifact_of_the_libki_signups_and_libcal_dags(
     good = (folder / "pc-signups-2026-11-28.csv").read_text()
     assert SIGNUP_PEOPLE["card"] in good  # the 11-29 row is inside its window: kept whole
     assert good.count(SIGNUP_PEOPLE["card"]) == 1  # the 11-28 row's card number is gone
+    # The verify task's failure callback told a person, naming the files and lines.
+    subjects = [msg["Subject"] for _, msg in emails]
+    aside = [msg for _, msg in emails if "signups: input set aside" in msg["Subject"]]
+    assert len(aside) == 1, subjects
+    body = aside[0].get_body(preferencelist=("plain", "html")).get_content()
+    assert "pc-signups-2026-11-27.csv line 3" in body, body
+    assert "pc-signups-2026-11-26.csv line 2" in body, body
+    assert "run " + signups.run_id in aside[0]["Subject"]
+    assert len(hook.bodies) == len(emails), subjects
 
     # LibCal: facts recorded and the registrations the vendor holds past the window found.
     libcal = runs["libcal"]
@@ -153,7 +201,7 @@ def test_no_canary_reaches_any_artifact_of_the_libki_signups_and_libcal_dags(
         ).fetchone()[0]
     assert xcoms > 0 and validated == 3
 
-    found = _scan(stack, runs)
+    found = _scan(stack, runs, emails, hook.bodies)
     assert not found, "personal values leaked:\n" + "\n".join(str(f) for f in found)
 
 
@@ -165,3 +213,13 @@ def test_the_scan_would_find_a_canary_in_the_task_logs(tmp_path, airflow_templat
     (logs / "attempt=1.log").write_text(f"{datetime(2026, 11, 30)} {SIGNUP_PEOPLE['name']}\n")
     found = scan_tree(stack.airflow_home, needles())
     assert {f.needle for f in found} >= {SIGNUP_PEOPLE["name"]}
+
+
+def test_the_scan_would_find_a_canary_in_an_alert_email():
+    """An alert's body goes base64 or quoted-printable: the scan reads it decoded."""
+    msg = EmailMessage()
+    msg["Subject"] = "[patron-privacy] signups: input set aside"
+    msg.set_content(f"line 3: {BAD_ROW_PEOPLE['name']}", cte="base64")
+    assert BAD_ROW_PEOPLE["name"].encode() not in msg.as_bytes()
+    found = _scan_emails([(["to@library.example"], msg)])
+    assert {f.needle for f in found} >= {BAD_ROW_PEOPLE["name"]}

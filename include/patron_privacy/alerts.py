@@ -1,12 +1,14 @@
 """Alerts: a person hears about it when a source's data goes wrong or a run finds records
 it should not be holding — without the alert itself becoming a leak.
 
-Two kinds, one per failed source per run:
+Three kinds, one per failed source per run:
 
 * **validation failed** — which checks failed, on which dataset and column, how many
   rows; nothing was enforced on that source in that run;
 * **compliance findings** — verification counted records past their window that
-  still identify a patron (per category), or data errors.
+  still identify a patron (per category), or data errors;
+* **input set aside** — a file, line or request the run could not read was left
+  exactly as it is and the rest was done; a person has to look at what is named.
 
 Every alert says where to look (the run id, the warehouse rows, the CLI command that
 reproduces it) and carries names and counts only — never a record's value. The
@@ -46,6 +48,7 @@ SMTP_CONN = "smtp_default"
 WEBHOOK_CONN = "alerts_webhook"
 PREFIX = "[patron-privacy]"
 FOOTER = "This alert carries names and counts only, never a record's values."
+MAX_PROBLEMS_SHOWN = 20
 
 
 class AlertConfigError(RuntimeError):
@@ -54,7 +57,7 @@ class AlertConfigError(RuntimeError):
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str  # "validation" | "compliance" | "task"
+    kind: str  # "validation" | "compliance" | "set_aside" | "task"
     source: str
     run_id: str
     subject: str
@@ -110,6 +113,29 @@ def validation_alert(
     return Alert("validation", source, run_id, subject, "\n".join(lines))
 
 
+def _verification_body(
+    source: str, day: str, run_id: str, result: list[str], dag_id: str | None, task_id: str
+) -> str:
+    """An alert about what verification found: the run, the result, where to look."""
+    lines = [f"Source: {source}", f"As of: {day}", f"Run: {run_id}", *result, "Where to look:"]
+    if dag_id:
+        lines.append(f"  - Airflow: DAG {dag_id}, run {run_id}, task {task_id} (its log)")
+    lines += [
+        f"  - Audit: python -m patron_privacy summary --run-id {run_id}",
+        f"  - By hand: python -m patron_privacy verify --source {source} --as-of {day}",
+        "",
+        FOOTER,
+    ]
+    return "\n".join(lines)
+
+
+def _set_aside_section(results: list[dict]) -> list[str]:
+    problems = input_problems(results)
+    if not problems:
+        return []
+    return ["Also set aside, left as it is:", *_problem_lines(problems), ""]
+
+
 def compliance_findings(results: list[dict]) -> list[dict]:
     """Categories with records past their window that still identify a patron."""
     return [r for r in results if int(r.get("remaining") or 0) > 0]
@@ -131,35 +157,84 @@ def compliance_alert(
     shown = [r for r in results if r.get("remaining") or r.get("data_errors")]
     day = _day(as_of)
     remaining = sum(int(r.get("remaining") or 0) for r in findings)
-    lines = [
-        f"Source: {source}",
-        f"As of: {day}",
-        f"Run: {run_id}",
-        f"Result: COMPLIANCE FINDINGS — {remaining} record(s) past their retention window "
-        "still identify a patron and nothing blocks them.",
-        "",
-        "Per category (still identifying past window; data errors = impossible dates):",
-        *(
-            f"  - {r.get('source', source)}.{r['category']}: "
-            f"remaining={int(r.get('remaining') or 0)}, "
-            f"data_errors={int(r.get('data_errors') or 0)}"
-            for r in shown
-        ),
-        "",
-        "Where to look:",
-    ]
-    if dag_id:
-        lines.append(f"  - Airflow: DAG {dag_id}, run {run_id}, task {task_id} (its log)")
-    lines += [
-        f"  - Audit: python -m patron_privacy summary --run-id {run_id}",
-        f"  - By hand: python -m patron_privacy verify --source {source} --as-of {day}",
-        "",
-        FOOTER,
-    ]
+    body = _verification_body(
+        source,
+        day,
+        run_id,
+        [
+            f"Result: COMPLIANCE FINDINGS — {remaining} record(s) past their retention window "
+            "still identify a patron and nothing blocks them.",
+            "",
+            "Per category (still identifying past window; data errors = impossible dates):",
+            *(
+                f"  - {r.get('source', source)}.{r['category']}: "
+                f"remaining={int(r.get('remaining') or 0)}, "
+                f"data_errors={int(r.get('data_errors') or 0)}"
+                for r in shown
+            ),
+            "",
+            *_set_aside_section(results),
+        ],
+        dag_id,
+        task_id,
+    )
     subject = (
         f"{PREFIX} {source}: compliance findings, {remaining} record(s) past window (run {run_id})"
     )
-    return Alert("compliance", source, run_id, subject, "\n".join(lines))
+    return Alert("compliance", source, run_id, subject, body)
+
+
+def input_problems(results: list[dict]) -> list[str]:
+    """The distinct problems a run reported with its input (file and line, or a request),
+    in the order reported; each is a name and a reason, never a value read."""
+    return list(dict.fromkeys(r["error"] for r in results if r.get("error")))
+
+
+def _problem_lines(problems: list[str]) -> list[str]:
+    shown = problems[:MAX_PROBLEMS_SHOWN]
+    more = len(problems) - len(shown)
+    return [
+        *(f"  - {p}" for p in shown),
+        *([f"  - and {more} more (the audit rows and the task log name them all)"] if more else []),
+    ]
+
+
+def set_aside_alert(
+    source: str,
+    results: list[dict],
+    *,
+    run_id: str,
+    as_of=None,
+    dag_id: str | None = None,
+    task_id: str = "verify_nothing_past_its_window_identifies",
+) -> Alert | None:
+    """The alert for input a run set aside (unreadable file, line or request), left as it
+    is while the rest was done; None when nothing was set aside."""
+    problems = input_problems(results)
+    if not problems:
+        return None
+    day = _day(as_of)
+    body = _verification_body(
+        source,
+        day,
+        run_id,
+        [
+            f"Result: INPUT SET ASIDE — {len(problems)} problem(s) with the input; what they "
+            "name was left exactly as it is, and the rest of the run was done.",
+            "Records in what was set aside are not enforced until it is fixed or removed.",
+            "",
+            "Set aside (file and line, or request):",
+            *_problem_lines(problems),
+            "",
+        ],
+        dag_id,
+        task_id,
+    )
+    subject = (
+        f"{PREFIX} {source}: input set aside, {len(problems)} problem(s) — the rest was done "
+        f"(run {run_id})"
+    )
+    return Alert("set_aside", source, run_id, subject, body)
 
 
 def task_failure_alert(source: str, *, run_id: str, dag_id: str, task_id: str) -> Alert:
@@ -256,7 +331,7 @@ def post_webhook(alert: Alert, conn_id: str = WEBHOOK_CONN) -> bool:
     if fmt == "slack":
         payload = {"text": f"*{alert.subject}*\n```\n{alert.body}\n```"}
     else:
-        kind = "failure" if alert.kind in ("validation", "task") else "warning"
+        kind = "failure" if alert.kind in ("validation", "set_aside", "task") else "warning"
         payload = {"title": alert.subject, "body": alert.body, "type": kind}
     request = urllib.request.Request(
         webhook_url(conn),
@@ -305,16 +380,14 @@ def alert_from_context(source: str, context) -> Alert:
         )
     verification = ti.xcom_pull(task_ids=task_id, key="verification") if ti is not None else None
     if verification:
-        found = compliance_alert(
-            source,
-            verification,
-            run_id=run_id,
-            as_of=context.get("params", {}).get("as_of") or context.get("data_interval_end"),
-            dag_id=dag_id,
-            task_id=task_id,
-        )
-        if found is not None:
-            return found
+        # Records still identifying come first; input set aside is named in either alert.
+        as_of = context.get("params", {}).get("as_of") or context.get("data_interval_end")
+        for build in (compliance_alert, set_aside_alert):
+            found = build(
+                source, verification, run_id=run_id, as_of=as_of, dag_id=dag_id, task_id=task_id
+            )
+            if found is not None:
+                return found
     return task_failure_alert(source, run_id=run_id, dag_id=dag_id, task_id=task_id)
 
 

@@ -371,8 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
         e.add_argument(
             "--alert",
             action="store_true",
-            help="on failed validation or compliance findings, send the alert (smtp_default, "
-            "alerts_webhook)",
+            help="on failed validation, compliance findings or input set aside, send the alert "
+            "(smtp_default, alerts_webhook)",
         )
         if name == "enforce":
             e.add_argument(

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from patron_privacy.alerts import input_problems
 from patron_privacy.policy import Policy
 
 ENGINE, FILES, VENDOR = "engine", "files", "vendor"
@@ -46,11 +47,6 @@ class RunInfo:
     run_id: str
     dry_run: bool
     policy: Policy
-
-
-def input_problems(results: list[dict]) -> list[str]:
-    """The distinct errors the run reported (file and line, or a failed request)."""
-    return list(dict.fromkeys(r["error"] for r in results if r.get("error")))
 
 
 class EngineSteps:

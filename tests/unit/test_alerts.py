@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+from datetime import timedelta
 
 import pytest
 from alert_servers import RECIPIENTS, SENDER, FakeTI, body_text, smtp_inbox, webhook_server
+from file_source_builders import AS_OF, SIGNUP_HEADER, file_home, policy_text, signup_row, write_csv
 from koha_validation_builders import AS_OF_TEXT, drop_new_log_handlers, koha_for_cli, raw_sql
 from patron_privacy import alerts
 from patron_privacy.cli import main
@@ -44,6 +46,23 @@ REPORT = {
 VERIFICATION = [
     {"source": "koha", "category": "returned_loans", "remaining": 4, "data_errors": 1},
     {"source": "koha", "category": "notices", "remaining": 0, "data_errors": 0},
+]
+SET_ASIDE = [
+    {
+        "source": "signups",
+        "category": "signup_identities",
+        "remaining": 0,
+        "data_errors": 1,
+        "error": "pc-signups-2026-11-27.csv line 3: a cell starts a formula; left unchanged",
+    },
+    {
+        "source": "signups",
+        "category": "signup_records",
+        "remaining": 0,
+        "data_errors": 1,
+        "error": "pc-signups-2026-11-27.csv line 3: a cell starts a formula; left unchanged",
+    },
+    {"source": "signups", "category": "other", "remaining": 0, "data_errors": 0, "error": None},
 ]
 
 
@@ -90,6 +109,31 @@ def test_compliance_alert_only_when_something_remains():
     assert "koha.returned_loans: remaining=4, data_errors=1" in alert.body
     assert "notices" not in alert.body
     assert "python -m patron_privacy verify --source koha --as-of 2026-11-30" in alert.body
+
+
+def test_set_aside_alert_names_each_problem_once_and_says_the_rest_was_done():
+    assert alerts.set_aside_alert("signups", [SET_ASIDE[2]], run_id="r") is None
+    alert = alerts.set_aside_alert("signups", SET_ASIDE, run_id="r2", as_of="2026-11-30")
+    assert alert.kind == "set_aside"
+    assert alert.subject == (
+        "[patron-privacy] signups: input set aside, 1 problem(s) — the rest was done (run r2)"
+    )
+    assert alert.body.count("pc-signups-2026-11-27.csv line 3") == 1
+    assert "left exactly as it is, and the rest of the run was done" in alert.body
+    assert "python -m patron_privacy verify --source signups --as-of 2026-11-30" in alert.body
+    many = [{**SET_ASIDE[0], "error": f"f{i}.csv line 2: unreadable"} for i in range(25)]
+    body = alerts.set_aside_alert("signups", many, run_id="r3").body
+    assert "f19.csv line 2" in body and "f20.csv" not in body
+    assert "and 5 more (the audit rows and the task log name them all)" in body
+
+
+def test_compliance_alert_also_names_input_set_aside():
+    both = [{**SET_ASIDE[0], "remaining": 2}, SET_ASIDE[1]]
+    alert = alerts.compliance_alert("signups", both, run_id="r4")
+    assert "compliance findings, 2 record(s)" in alert.subject
+    assert "Also set aside, left as it is:" in alert.body
+    assert "pc-signups-2026-11-27.csv line 3" in alert.body
+    assert "Also set aside" not in alerts.compliance_alert("koha", VERIFICATION, run_id="r").body
 
 
 def test_send_delivers_email_and_webhook(smtp, webhook):
@@ -151,6 +195,18 @@ def test_airflow_smtp_notifier_delivers_compliance_findings(smtp):
     assert "koha.returned_loans: remaining=4" in body_text(msg)
 
 
+def test_airflow_smtp_notifier_delivers_input_set_aside(smtp, webhook):
+    notifier = alerts.failure_notifier("signups")
+    ti = FakeTI("verify_nothing_past_its_window_identifies", {"verification": SET_ASIDE})
+    notifier({"ti": ti, "run_id": "scheduled__z", "data_interval_end": "2026-11-30T05:00:00"})
+    [(_, msg)] = smtp.messages()
+    assert msg["Subject"].startswith("[patron-privacy] signups: input set aside, 1 problem(s)")
+    body = body_text(msg)
+    assert "pc-signups-2026-11-27.csv line 3" in body
+    assert "--source signups --as-of 2026-11-30" in body
+    assert webhook[0][1]["type"] == "failure"
+
+
 def test_airflow_smtp_notifier_when_the_task_failed_before_any_result(smtp):
     notifier = alerts.failure_notifier("koha")
     notifier({"ti": FakeTI("validate_source_data", {}), "run_id": "scheduled__y"})
@@ -182,3 +238,35 @@ def test_cli_verify_alerts_on_compliance_findings(tmp_path, home, monkeypatch, s
     raw_sql(tmp_path / "koha.db", "UPDATE borrowers SET privacy = 9 WHERE borrowernumber = 10")
     assert main(["enforce", "--source", "koha", "--as-of", AS_OF_TEXT, "--alert"]) == 1
     assert "borrowers.privacy" in body_text(smtp.messages()[-1][1])
+
+
+def test_cli_enforce_alerts_on_input_set_aside(tmp_path, monkeypatch, smtp, webhook, capsys):
+    """A file source's unreadable line is named in the alert, never its values; the good
+    file is still enforced."""
+    root = tmp_path / "src"
+    for sub in ("signups", "programs", "squid"):
+        (root / sub).mkdir(parents=True)
+    canary = "Zqxcanaryalertname"
+    write_csv(root / "signups/good.csv", SIGNUP_HEADER, [
+        signup_row(1, "29990101", "A Person", AS_OF - timedelta(days=2)),
+    ])  # fmt: skip
+    write_csv(root / "signups/formula.csv", SIGNUP_HEADER, [
+        ["2", "29990102", f'=HYPERLINK("http://x","{canary}")', "MAIN-PC01", "MAIN",
+         "2026-11-28 10:00", "2026-11-28 10:30"],
+    ])  # fmt: skip
+    pol = tmp_path / "policy.yaml"
+    pol.write_text(policy_text(root), encoding="utf-8")
+    args = ["--source", "signups", "--as-of", "2026-11-30", "--policy", str(pol), "--alert"]
+    with file_home(tmp_path / "home"):
+        assert main(["enforce", *args]) == 1
+    err = capsys.readouterr().err
+    assert "alert emailed to 2 recipient(s)" in err
+    [(_, msg)] = smtp.messages()
+    assert msg["Subject"].startswith("[patron-privacy] signups: input set aside")
+    body = body_text(msg)
+    assert "formula.csv line 2" in body
+    assert "good.csv" not in body
+    for value in (canary, "29990102", "29990101", "A Person", "HYPERLINK"):
+        assert value not in body and value not in msg["Subject"]
+        assert value not in json.dumps(webhook)
+    assert "29990101" not in (root / "signups/good.csv").read_text()  # the rest was done

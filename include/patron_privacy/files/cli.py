@@ -14,14 +14,11 @@ import json
 import sys
 import uuid
 
+from patron_privacy import alerts
 from patron_privacy.policy import load_policy
 from patron_privacy.timebase import as_of_from_date
 
 EXIT_FINDINGS = 1
-
-
-def _problems(results: list[dict]) -> list[str]:
-    return [r["error"] for r in results if r.get("error")]
 
 
 def run(args, mode: str) -> int:
@@ -61,7 +58,8 @@ def run(args, mode: str) -> int:
     print(cli.format_results(results))
     if getattr(args, "json", False):
         print(json.dumps({"run_id": run_id, "results": results}, default=str))
-    for problem in dict.fromkeys(_problems(results)):
+    problems = alerts.input_problems(results)
+    for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     failed = (
         []
@@ -76,12 +74,14 @@ def run(args, mode: str) -> int:
             file=sys.stderr,
         )
         if getattr(args, "alert", False):
-            from patron_privacy import alerts  # noqa: PLC0415
-
             alert = alerts.compliance_alert(args.source, results, run_id=run_id, as_of=args.as_of)
             if alert is not None:
                 cli._send_alert(alert)  # noqa: SLF001 - the CLI's one way to send an alert
         return EXIT_FINDINGS
-    if mode == "verify" and not _problems(results):
+    if problems and getattr(args, "alert", False):
+        cli._send_alert(  # noqa: SLF001 - the CLI's one way to send an alert
+            alerts.set_aside_alert(args.source, results, run_id=run_id, as_of=args.as_of)
+        )
+    if mode == "verify" and not problems:
         print("verification passed: nothing past its window still identifies a patron")
-    return EXIT_FINDINGS if _problems(results) or invalid else 0
+    return EXIT_FINDINGS if problems or invalid else 0
