@@ -504,34 +504,11 @@ def run(
             errors,
         )
         if result is None:
-            report["summary"] = {
-                "engine_vs_floor": enforcement["engine_vs_floor"],
-                "engine_rows_per_s": enforcement["engine_alone"]
-                .get(ENGINE_ALONE, {})
-                .get("rows_per_s"),
-                "floor_rows_per_s": enforcement["floor_rows_per_s"],
-            }
-            return report
-        report["release"] = _release_vs_raw(wh_url, work, repeats, start_method)
-        tasks = result["tasks"]
-        report["memory"] = {
-            "peak_rss_kb_by_task": {k: v["max_rss_kb"] for k, v in tasks.items()},
-            "max_task_rss_kb": max(
-                [v["max_rss_kb"] for v in tasks.values()]
-                + [
-                    report["release"]["build_release_task_max_rss_kb"],
-                    report["release"]["publish_release_task_max_rss_kb"],
-                ]
-            ),
-            "goal_kb": 300 * 1024,
-        }
-        report["summary"] = {
-            "nightly_wall_s": result["wall_s"],
-            "engine_vs_floor": report["enforcement"]["engine_vs_floor"],
-            "engine_in_nightly_vs_floor": report["enforcement"]["engine_in_nightly_vs_floor"],
-            "release_vs_raw_group_by": report["release"]["ratio_release_to_raw"],
-            "max_task_rss_mb": round(report["memory"]["max_task_rss_kb"] / 1024, 1),
-        }
+            report["summary"] = _enforcement_summary(enforcement)
+        else:
+            report["release"] = _release_vs_raw(wh_url, work, repeats, start_method)
+            report["memory"] = _memory(result["tasks"], report["release"])
+            report["summary"] = _nightly_summary(report, result)
     except Exception as exc:
         errors.append(f"fatal: {type(exc).__name__}: {exc}")
         raise
@@ -547,6 +524,36 @@ def run(
             Path(out).parent.mkdir(parents=True, exist_ok=True)
             Path(out).write_text(json.dumps(report, indent=2, default=str) + "\n")
     return report
+
+
+def _enforcement_summary(enforcement: dict) -> dict:
+    return {
+        "engine_vs_floor": enforcement["engine_vs_floor"],
+        "engine_rows_per_s": enforcement["engine_alone"].get(ENGINE_ALONE, {}).get("rows_per_s"),
+        "floor_rows_per_s": enforcement["floor_rows_per_s"],
+    }
+
+
+def _memory(tasks: dict, release: dict) -> dict:
+    """Peak RSS of every task of the night and of the release's two tasks."""
+    return {
+        "peak_rss_kb_by_task": {k: v["max_rss_kb"] for k, v in tasks.items()},
+        "max_task_rss_kb": max(
+            [v["max_rss_kb"] for v in tasks.values()]
+            + [release["build_release_task_max_rss_kb"], release["publish_release_task_max_rss_kb"]]
+        ),
+        "goal_kb": 300 * 1024,
+    }
+
+
+def _nightly_summary(report: dict, result: dict) -> dict:
+    return {
+        "nightly_wall_s": result["wall_s"],
+        "engine_vs_floor": report["enforcement"]["engine_vs_floor"],
+        "engine_in_nightly_vs_floor": report["enforcement"]["engine_in_nightly_vs_floor"],
+        "release_vs_raw_group_by": report["release"]["ratio_release_to_raw"],
+        "max_task_rss_mb": round(report["memory"]["max_task_rss_kb"] / 1024, 1),
+    }
 
 
 def main(argv: list[str] | None = None, *, run_fn: Callable[..., dict] = run) -> int:
