@@ -72,12 +72,7 @@ def batches(facts: int, batch: int, patrons: int) -> Iterator[list[dict]]:
 
 
 def _floor(conn: Connection, rows: list[dict]) -> int:
-    names = list(rows[0])
-    with conn.connection.cursor() as cur:
-        cur.copy_expert(
-            f"COPY circulation_facts ({', '.join(names)}) FROM STDIN",
-            pg_copy.text_stream(rows, names),
-        )
+    pg_copy.copy_rows(conn, "circulation_facts", rows, list(rows[0]))
     return len(rows)
 
 

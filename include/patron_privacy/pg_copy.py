@@ -92,7 +92,7 @@ def _not_written(table: Table, batch: int, exc: Exception) -> BatchNotWritten:
     return BatchNotWritten(" ".join(parts) + "; nothing of the batch was written")
 
 
-def text_stream(
+def _text_stream(
     rows: Sequence[Mapping], columns: Sequence[str], extra: Sequence = ()
 ) -> io.StringIO:
     """``rows`` as COPY's text format, ``columns`` of each then the ``extra`` values."""
@@ -102,6 +102,26 @@ def text_stream(
         buf.write("\t".join([_text(r[c]) for c in columns]) + tail + "\n")
     buf.seek(0)
     return buf
+
+
+def copy_rows(
+    conn: Connection,
+    target: str,
+    rows: Sequence[Mapping],
+    columns: Sequence[str],
+    constants: Mapping[str, object] | None = None,
+) -> None:
+    """COPY ``rows`` into ``target`` (a quoted table name): their ``columns``, then each
+    of ``constants`` as the same value on every row. Skips nothing: a key already there
+    fails the COPY."""
+    constants = constants or {}
+    quote = conn.dialect.identifier_preparer.quote
+    names = ", ".join(quote(c) for c in [*columns, *constants])
+    with conn.connection.cursor() as cur:
+        cur.copy_expert(
+            f"COPY {target} ({names}) FROM STDIN",
+            _text_stream(rows, columns, list(constants.values())),
+        )
 
 
 def copy_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[Mapping]) -> int:
@@ -116,15 +136,13 @@ def copy_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[Mapp
     target = conn.dialect.identifier_preparer.format_table(table)
     stage = quote(f"pp_copy_{table.name}")
     names = ", ".join(quote(c) for c in [*given, *defaults])
-    stream = text_stream(rows, given, list(defaults.values()))
     try:
         # ON COMMIT DROP, and dropped at the end: a second batch in the same
         # transaction, or a rolled-back one, finds no table left behind.
         conn.exec_driver_sql(
             f"CREATE TEMPORARY TABLE {stage} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
         )
-        with conn.connection.cursor() as cur:
-            cur.copy_expert(f"COPY {stage} ({names}) FROM STDIN", stream)
+        copy_rows(conn, stage, rows, given, defaults)
         written = conn.exec_driver_sql(
             f"INSERT INTO {target} ({names}) SELECT {names} FROM {stage} ON CONFLICT DO NOTHING"
         ).rowcount
