@@ -5,7 +5,9 @@ What it measures: anonymizing Koha's reading history (``returned_loans`` on
 freshly reset copy of one identical state:
 
 * the engine: ``enforce_rule`` with facts recorded into a throwaway SQLite
-  warehouse, and again with facts disabled, so the cost of facts shows apart;
+  warehouse, and again with facts disabled, so the cost of facts shows apart,
+  both with the policy's ``workers`` sessions; and once more with facts and one
+  session, so what the sessions bring shows too;
 * the raw-SQL floor: the same conditions as one set-based ``UPDATE``, and as
   that ``UPDATE`` in primary-key ranges (one transaction each); the floor is
   the faster of the two;
@@ -566,6 +568,7 @@ def measure_engine(
     facts: bool,
     pseudo: Pseudonymizer | None = None,
     trace: bool = False,
+    workers: int = 1,
 ) -> dict:
     cat = rule.category
     split = {"before_change_s": 0.0, "recording_s": 0.0, "warehouse_write_s": 0.0}
@@ -620,7 +623,9 @@ def measure_engine(
         if trace:
             tracemalloc.start()
         t0 = perf_counter()
-        result = enforce_rule(db, run_rule, run_ctx, batch_size=batch_size, after_batch=after_batch)
+        result = enforce_rule(
+            db, run_rule, run_ctx, batch_size=batch_size, workers=workers, after_batch=after_batch
+        )
         seconds = perf_counter() - t0
         peak = tracemalloc.get_traced_memory()[1] if trace else None
     finally:
@@ -632,6 +637,7 @@ def measure_engine(
         "rows_per_s": rate(result.changed, seconds),
         "batches": result.batches,
         "batch_size": batch_size,
+        "workers": workers,
         "verification_s": round(t0 + seconds - marks[-1], 2) if marks else None,
         "result": result.as_dict(),
     }
@@ -838,22 +844,32 @@ def standard_plan(
     floors: dict[str, Callable[[], dict]],
     loop: Callable[[], dict],
     *,
+    workers: int = 1,
     trace_memory: bool = False,
 ) -> list[tuple[str, Callable[[], dict]]]:
-    """Engine with and without facts, the floors, the loop; then, if asked, the engine again
+    """Engine with and without facts, with the policy's ``workers`` sessions and (when
+    that is more than one) with one, the floors, the loop; then, if asked, the engine again
     under ``tracemalloc``, which shows whether Python's memory stays flat between batches
     but runs about three times slower (at 5M rows, most of an hour). Peak RSS is always
     reported.
     """
 
-    def engine(facts: bool, trace: bool = False) -> Callable[[], dict]:
+    def engine(facts: bool, trace: bool = False, sessions: int = workers) -> Callable[[], dict]:
         return lambda: measure_engine(
-            db, rule, ctx, batch_size, facts=facts, pseudo=pseudo if facts else None, trace=trace
+            db,
+            rule,
+            ctx,
+            batch_size,
+            facts=facts,
+            pseudo=pseudo if facts else None,
+            trace=trace,
+            workers=sessions,
         )
 
     plan = [
         ("engine", engine(True)),
         ("engine_no_facts", engine(False)),
+        *([("engine_one_worker", engine(True, sessions=1))] if workers > 1 else []),
         *floors.items(),
         ("loop", loop),
     ]
@@ -991,6 +1007,7 @@ def run(
     check_sizes(rows, past, patrons)
     rule, opts, policy_version = policy_rule(SOURCE, CATEGORY, CONNECTOR.default_options)
     batch_size = int(opts.get("batch_size", 10_000))
+    workers = int(opts.get("workers", 1))
     p = Params(rows=rows, past=past, patrons=patrons, cutoff=AS_OF - rule.cutoff_delta)
     errors: list[str] = []
     rss: dict[str, int] = {"start": rss_kb()}
@@ -1009,6 +1026,7 @@ def run(
             "blockers": list(rule.blockers),
             "policy_version": policy_version,
             "batch_size": batch_size,
+            "workers": workers,
             "range_size": RANGE_SIZE,
             "items": p.items,
             "fines_outstanding": p.fines,
@@ -1057,6 +1075,7 @@ def run(
             pseudo,
             loan_floors(db, p),
             lambda: _measure_loop(db, p, expected, loop_full_max, loop_sample),
+            workers=workers,
             trace_memory=trace_memory,
         )
         run_plan(
@@ -1093,7 +1112,14 @@ def summarize(report: dict, measurements: dict[str, dict], rss: dict[str, int]) 
     floor_rps = floors.get(floor_key) if floor_key else None
     rps = {
         k: measurements.get(k, {}).get("rows_per_s")
-        for k in ("engine", "engine_no_facts", "floor_single", "floor_ranged", "loop")
+        for k in (
+            "engine",
+            "engine_no_facts",
+            "engine_one_worker",
+            "floor_single",
+            "floor_ranged",
+            "loop",
+        )
     }
     report["floor"] = {"method": floor_key, "rows_per_s": floor_rps}
     report["rows_per_s"] = rps
@@ -1102,6 +1128,7 @@ def summarize(report: dict, measurements: dict[str, dict], rss: dict[str, int]) 
     report["ratios"] = {
         "engine_vs_floor": ratio(rps["engine"], floor_rps),
         "engine_no_facts_vs_floor": ratio(rps["engine_no_facts"], floor_rps),
+        "engine_one_worker_vs_floor": ratio(rps["engine_one_worker"], floor_rps),
         "engine_vs_loop": ratio(rps["engine"], rps["loop"]),
         "engine_no_facts_vs_loop": ratio(rps["engine_no_facts"], rps["loop"]),
         "facts_cost_s": round(engine_s - bare_s, 2) if engine_s and bare_s else None,
@@ -1109,7 +1136,7 @@ def summarize(report: dict, measurements: dict[str, dict], rss: dict[str, int]) 
     # The same, timed through the end of InnoDB's purge (see wait_for_purge).
     purged = {
         k: measurements.get(k, {}).get("rows_per_s_incl_purge")
-        for k in ("engine", "engine_no_facts", "floor_single", "floor_ranged")
+        for k in ("engine", "engine_no_facts", "engine_one_worker", "floor_single", "floor_ranged")
     }
     floors_p = {k: purged[k] for k in ("floor_single", "floor_ranged") if purged[k]}
     floor_p_key = max(floors_p, key=floors_p.get) if floors_p else None
@@ -1119,6 +1146,7 @@ def summarize(report: dict, measurements: dict[str, dict], rss: dict[str, int]) 
         "floor": {"method": floor_p_key, "rows_per_s": floor_p},
         "engine_vs_floor": ratio(purged["engine"], floor_p),
         "engine_no_facts_vs_floor": ratio(purged["engine_no_facts"], floor_p),
+        "engine_one_worker_vs_floor": ratio(purged["engine_one_worker"], floor_p),
     }
     loop = measurements.get("loop", {})
     report["loop_sampled_patrons"] = loop.get("patrons_run") if loop.get("sampled") else None

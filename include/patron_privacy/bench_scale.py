@@ -432,6 +432,8 @@ def run(
             "as_of": bench.AS_OF.isoformat(),
             "policy_version": policy_version,
             "batch_size": int(opts.get("batch_size", 10_000)),
+            # Sessions each category task applies its batches with (the policy's workers).
+            "batch_sessions": int(opts.get("workers", 1)),
             "enforcement_only": enforcement_only,
         },
         "errors": errors,

@@ -29,10 +29,11 @@ counted.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 from sqlalchemy import (
@@ -490,9 +491,14 @@ def enforce_rule(
     ctx: Context,
     *,
     batch_size: int = 10_000,
+    workers: int = 1,
     after_batch: Callable[[int], None] | None = None,
 ) -> CategoryResult:
-    """Apply one rule in keyset batches, then verify with the same classification."""
+    """Apply one rule in keyset batches, then verify with the same classification.
+
+    ``workers`` sessions may apply batches of disjoint key ranges at once (see
+    ``batch_workers``); ``after_batch`` may then be called from any of them.
+    """
     started = time.perf_counter()
     if rule.category.enforced_by_source(ctx):
         # The source enforces this category itself: verify, change nothing.
@@ -502,54 +508,71 @@ def enforce_rule(
     result = new_result(rule, ctx, "enforce")
     # One thread records a batch's facts while the source applies its change;
     # the batch commits only once its facts are in the warehouse (fail closed).
+    # It is shared by every worker, so facts are written one batch at a time.
     recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facts")
+    batches = _Batches(engine, rule, _serial_holds(ctx), result, recorder, after_batch)
     try:
-        _enforce_batches(engine, rule, ctx, result, recorder, batch_size, after_batch)
+        key = rule.category.key
+        if isinstance(getattr(key, "type", None), Integer):
+            with engine.connect() as conn:
+                ranges = _integer_ranges(conn, rule, ctx, batch_size)
+            batches.run_ranges(ranges, batch_workers(engine, rule, workers))
+        else:
+            batches.walk(batch_size)
     finally:
         recorder.shutdown(wait=True)
     return _classified(engine, rule, ctx, result, started)
 
 
-def _enforce_batches(
-    engine: Engine,
-    rule: Rule,
-    ctx: Context,
-    result: CategoryResult,
-    recorder: ThreadPoolExecutor,
-    batch_size: int,
-    after_batch: Callable[[int], None] | None,
-) -> None:
-    key = rule.category.key
-    stepped = isinstance(getattr(key, "type", None), Integer)
-    if stepped:
-        with engine.connect() as conn:
-            ranges = iter(_integer_ranges(conn, rule, ctx, batch_size))
-    lo = None
-    while True:
-        with engine.begin() as conn:
-            if stepped:
-                bounds = next(ranges, None)
-                if bounds is None:
-                    break
-                lo, hi = bounds
-            else:
-                hi = _next_boundary(conn, rule, ctx, lo, batch_size)
-            if stepped or not rule.category.newest_first:
-                in_range = and_(
-                    key > lo if lo is not None else true(),
-                    key <= hi if hi is not None else true(),
-                )
-            else:  # a keyset walk downwards: lo is the previous (higher) boundary
-                in_range = and_(
-                    key < lo if lo is not None else true(),
-                    key >= hi if hi is not None else true(),
-                )
+def batch_workers(engine: Engine, rule: Rule, workers: int) -> int:
+    """How many sessions apply a rule's batches at once.
+
+    A large table's batches wait mostly on the disk (random reads of the
+    patron indexes), so a few sessions on disjoint key ranges finish sooner.
+    One only, whatever is asked, where order or the database forbids more:
+    newest-first batches (a row must not go while a later one refers to it)
+    and SQLite (one writer at a time).
+    """
+    if rule.category.newest_first or engine.dialect.name == "sqlite":
+        return 1
+    return max(1, int(workers))
+
+
+def _serial_holds(ctx: Context) -> Context:
+    """The context with its holds loader called by one worker at a time: the loader
+    may check the run lock on one shared warehouse session."""
+    load = ctx.holds_loader
+    guard = threading.Lock()
+
+    def holds_loader():
+        with guard:
+            return load()
+
+    return replace(ctx, holds_loader=holds_loader)
+
+
+class _Batches:
+    """One rule's batches: each its own transaction, counted into one result."""
+
+    def __init__(self, engine, rule, ctx, result, recorder, after_batch):
+        self.engine = engine
+        self.rule = rule
+        self.ctx = ctx
+        self.result = result
+        self.recorder = recorder
+        self.after_batch = after_batch
+        self._lock = threading.Lock()
+
+    def apply(self, in_range: ColumnElement[bool]) -> None:
+        """One batch: holds re-read, facts recorded alongside the change, then commit."""
+        rule, ctx = self.rule, self.ctx
+        with self.engine.begin() as conn:
             holds = ctx.holds_loader()
             blocked = or_(false(), *(e for _, e in blocker_exprs(rule, ctx, holds)))
             where = and_(in_range, candidates(rule, ctx), not_(blocked))
             recording: Future | None = None
             if rule.category.before_change is not None and rule.action != "strip":
-                recording = recorder.submit(rule.category.before_change(conn, where, ctx))
+                recording = self.recorder.submit(rule.category.before_change(conn, where, ctx))
             try:
                 counter = _change_count(rule, ctx, where)
                 changed = conn.execute(counter).scalar_one() if counter is not None else 0
@@ -559,14 +582,73 @@ def _enforce_batches(
             finally:
                 # Raises if the facts could not be written: the batch then rolls back.
                 recorded = recording.result() if recording is not None else 0
-            result.facts_recorded += recorded
-            if counter is None:
-                changed = rowcount
-            result.changed += max(changed, 0)
-            result.batches += 1
-        if after_batch is not None:
-            after_batch(result.batches)
-        if not stepped:
+        with self._lock:
+            self.result.facts_recorded += recorded
+            self.result.changed += max(changed if counter is not None else rowcount, 0)
+            self.result.batches += 1
+            if self.after_batch is not None:
+                self.after_batch(self.result.batches)
+
+    def run_ranges(self, ranges: Sequence[tuple], workers: int) -> None:
+        """Integer key ranges, taken in order by ``workers`` sessions.
+
+        A worker that fails stops the others after the batch each is in, and
+        its failure is raised. What committed stays committed: a rerun
+        finds only the rest (the ranges are recomputed from what is left).
+        """
+        key = self.rule.category.key
+        todo = iter(ranges)
+        take = threading.Lock()
+        failed = threading.Event()
+
+        def worker() -> None:
+            while not failed.is_set():
+                with take:
+                    bounds = next(todo, None)
+                if bounds is None:
+                    return
+                lo, hi = bounds
+                try:
+                    self.apply(and_(key > lo, key <= hi))
+                except BaseException:
+                    failed.set()
+                    raise
+
+        if workers == 1:
+            worker()
+            return
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batches")
+        try:
+            futures = [pool.submit(worker) for _ in range(workers)]
+            wait(futures)
+        except BaseException:
+            # Interrupted while waiting (a task being stopped): no new batch starts.
+            failed.set()
+            raise
+        finally:
+            pool.shutdown(wait=True)
+        for f in futures:
+            f.result()
+
+    def walk(self, batch_size: int) -> None:
+        """Keys that cannot be stepped arithmetically: a keyset walk, one batch at a time
+        (each boundary is found from the last)."""
+        rule, key = self.rule, self.rule.category.key
+        lo = None
+        while True:
+            with self.engine.connect() as conn:
+                hi = _next_boundary(conn, rule, self.ctx, lo, batch_size)
+            if not rule.category.newest_first:
+                in_range = and_(
+                    key > lo if lo is not None else true(),
+                    key <= hi if hi is not None else true(),
+                )
+            else:  # downwards: lo is the previous (higher) boundary
+                in_range = and_(
+                    key < lo if lo is not None else true(),
+                    key >= hi if hi is not None else true(),
+                )
+            self.apply(in_range)
             if hi is None:
-                break
+                return
             lo = hi

@@ -64,6 +64,10 @@ class Run:
     def batch_size(self) -> int:
         return int(self.policy.options(self.source).get("batch_size", 10_000))
 
+    @property
+    def workers(self) -> int:
+        return int(self.policy.options(self.source).get("workers", 1))
+
 
 def open_run(source: str, as_of: datetime, policy: Policy | str | None = None) -> Run:
     pol = policy if isinstance(policy, Policy) else load_policy(policy)
@@ -205,7 +209,11 @@ def enforce_category(run: Run, category: str) -> dict:
     name = category_lock_name(run.source, category)
     with warehouse_lock(run.warehouse, name, wait_s=lock_wait_s()) as held:
         r = enforce_rule(
-            run.source_engine, rules[category], _guarded(run.ctx, held), batch_size=run.batch_size
+            run.source_engine,
+            rules[category],
+            _guarded(run.ctx, held),
+            batch_size=run.batch_size,
+            workers=run.workers,
         )
     _log(run, r)
     return r.as_dict()
@@ -248,7 +256,9 @@ def _enforce(run: Run, held: Held) -> list[dict]:
     todo = rules
     for _ in range(MAX_PASSES):
         for rule in todo:
-            r = enforce_rule(run.source_engine, rule, ctx, batch_size=run.batch_size)
+            r = enforce_rule(
+                run.source_engine, rule, ctx, batch_size=run.batch_size, workers=run.workers
+            )
             earlier = by_name.get(rule.category.name)
             if earlier is not None:
                 r.changed += earlier.changed

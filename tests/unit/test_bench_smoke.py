@@ -14,7 +14,14 @@ from patron_privacy import bench
 
 pytestmark = pytest.mark.integration
 
-MEASUREMENTS = ("engine", "engine_no_facts", "floor_single", "floor_ranged", "loop")
+MEASUREMENTS = (
+    "engine",
+    "engine_no_facts",
+    "engine_one_worker",
+    "floor_single",
+    "floor_ranged",
+    "loop",
+)
 
 
 @pytest.mark.parametrize("sampled", [False, True], ids=["full-loop", "sampled-loop"])
@@ -43,8 +50,18 @@ def test_bench_tiny(mariadb_url, tmp_path, sampled):
     engine = report["measurements"]["engine"]
     assert engine["facts_recorded"] == engine["facts_in_warehouse"] == data["eligible"]
     assert report["measurements"]["engine_no_facts"]["result"]["facts_recorded"] == 0
+    # The policy's sessions, and one, measured on the same data.
+    workers = report["params"]["workers"]
+    assert workers > 1
+    assert engine["workers"] == report["measurements"]["engine_no_facts"]["workers"] == workers
+    one = report["measurements"]["engine_one_worker"]
+    assert one["workers"] == 1 and one["facts_in_warehouse"] == data["eligible"]
     assert report["floor"]["method"] in ("floor_single", "floor_ranged")
-    assert set(report["ratios"]) >= {"engine_vs_floor", "engine_vs_loop"}
+    assert set(report["ratios"]) >= {
+        "engine_vs_floor",
+        "engine_one_worker_vs_floor",
+        "engine_vs_loop",
+    }
     if sampled:
         assert report["loop_sampled_patrons"] == 40
         assert report["measurements"]["loop"]["seconds_is_extrapolated"] is True

@@ -16,6 +16,7 @@ from patron_privacy.engine import (
     Context,
     Rule,
     SourceSchemaError,
+    batch_workers,
     check_schema,
     enforce_rule,
     inspect_rule,
@@ -169,3 +170,14 @@ def test_anonymize_needs_exactly_one_way():
         Anonymize(identifying=lambda ctx: true())
     with pytest.raises(ValueError, match="exactly one"):
         Anonymize(identifying=lambda ctx: true(), values=lambda ctx: {}, statements=_move)
+
+
+def test_one_worker_where_order_or_the_database_forbids_more(db, tmp_path):
+    mariadb = connections.engine_for_url("mysql+pymysql://root@127.0.0.1:3306/x")
+    assert batch_workers(mariadb, rule(category(newest_first=False)), 4) == 4
+    # Newest-first batches must run in order; SQLite takes one writer at a time.
+    assert batch_workers(mariadb, rule(category(newest_first=True)), 4) == 1
+    assert batch_workers(db, rule(category(newest_first=False)), 4) == 1
+    res = enforce_rule(db, rule(category()), Context(as_of=AS_OF), batch_size=1, workers=4)
+    assert (res.changed, res.batches) == (9, 9)
+    assert _left(db) == [10, 11, 12] and _archived(db) == list(range(1, 10))

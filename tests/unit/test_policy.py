@@ -67,6 +67,10 @@ def _mutate(fn) -> str:
         (lambda d: d["rules"][0].update(source="folio"), "rules[0].source: unknown source"),
         (lambda d: d["library"].update(timezone="Mars/Olympus"), "library.timezone"),
         (lambda d: d["sources"]["koha"].update(batch_size=0), "sources.koha.batch_size"),
+        (lambda d: d["sources"]["koha"].update(workers=0), "sources.koha.workers"),
+        (lambda d: d["sources"]["koha"].update(workers=17), "sources.koha.workers"),
+        (lambda d: d["sources"]["evergreen"].update(workers="4"), "sources.evergreen.workers"),
+        (lambda d: d["sources"]["evergreen"].update(workers=True), "sources.evergreen.workers"),
         (lambda d: d["rules"].append(dict(d["rules"][0])), "already has a rule"),
     ],
 )

@@ -31,3 +31,21 @@ class Connector:
     # Record facts for everything up to the as-of instant; returns how many were new.
     extract_facts: Callable[..., int] | None = None
     default_options: dict = field(default_factory=dict)
+
+
+MAX_WORKERS = 16
+
+
+def check_batching(opts: dict) -> list[str]:
+    """The engine's options every database source takes: rows per batch, and how many
+    sessions apply batches at once (see ``engine.batch_workers``)."""
+    problems = []
+    batch = opts.get("batch_size", 10_000)
+    if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= 1_000_000:
+        problems.append(f"batch_size: expected a whole number from 1 to 1000000, got {batch!r}")
+    workers = opts.get("workers", 1)
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
+        problems.append(
+            f"workers: expected a whole number from 1 to {MAX_WORKERS}, got {workers!r}"
+        )
+    return problems

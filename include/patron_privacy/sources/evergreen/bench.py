@@ -43,7 +43,7 @@ from time import perf_counter
 from sqlalchemy import Engine, create_engine, make_url, text
 
 from patron_privacy import bench as common
-from patron_privacy.engine import VALID_DATE_FLOOR, Context, Rule, check_schema
+from patron_privacy.engine import VALID_DATE_FLOOR, Context, Rule, batch_workers, check_schema
 from patron_privacy.facts import Pseudonymizer
 from patron_privacy.sources.evergreen import schema
 from patron_privacy.sources.evergreen.connector import CONNECTOR, use_time_zone
@@ -571,6 +571,8 @@ def run(
         pseudo, years = _pseudonymizer(db)
         report["params"]["pseudonym_periods"] = years
         common.check_dry_run(db, rule, ctx, expected, report)
+        # Aging runs newest first, so one session whatever the policy asks.
+        report["params"]["workers"] = batch_workers(db, rule, int(opts.get("workers", 1)))
         plan = common.standard_plan(
             db,
             rule,
@@ -579,6 +581,7 @@ def run(
             pseudo,
             _floors(db, p),
             lambda: _measure_loop(db, p, expected, loop_full_max, loop_sample),
+            workers=report["params"]["workers"],
             trace_memory=trace_memory,
         )
         common.run_plan(

@@ -77,7 +77,7 @@ from patron_privacy import connections
 from patron_privacy.engine import VALID_DATE_FLOOR, Anonymize, Category, Context, Recording
 from patron_privacy.facts import loan_fact, record_in_batches
 from patron_privacy.inventory import COLUMN_RULES, ColumnRule, KeylessLink, SourceInventory
-from patron_privacy.sources.base import Connector, SourceConfigError
+from patron_privacy.sources.base import Connector, SourceConfigError, check_batching
 from patron_privacy.sources.evergreen import schema as S
 
 SOURCE = "evergreen"
@@ -106,7 +106,7 @@ AGING = {
     },
 }
 AGING_MODES = ("engine", "evergreen")
-OPTIONS = ("timezone", "batch_size", "aging", "validation")
+OPTIONS = ("timezone", "batch_size", "workers", "aging", "validation")
 STAFF_PERMISSION = "STAFF_LOGIN"
 HOLD_HISTORY_SETTING = "history.hold.retention_start"
 PURGED = "-PURGED"
@@ -704,9 +704,7 @@ def check_options(opts: dict) -> list[str]:
             ZoneInfo(str(tz))
         except (ZoneInfoNotFoundError, ValueError):
             problems.append(f"timezone: unknown time zone {tz!r} (e.g. America/New_York)")
-    batch = opts.get("batch_size", 10_000)
-    if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= 1_000_000:
-        problems.append(f"batch_size: expected a whole number from 1 to 1000000, got {batch!r}")
+    problems.extend(check_batching(opts))
     aging = opts.get("aging") or {}
     if not isinstance(aging, dict):
         problems.append("aging: expected a mapping of category to 'engine' or 'evergreen'")

@@ -46,7 +46,7 @@ from patron_privacy import connections
 from patron_privacy.engine import VALID_DATE_FLOOR, Anonymize, Category, Context, Recording
 from patron_privacy.facts import loan_fact, record_in_batches
 from patron_privacy.inventory import KeylessLink, SourceInventory
-from patron_privacy.sources.base import Connector, SourceConfigError
+from patron_privacy.sources.base import Connector, SourceConfigError, check_batching
 from patron_privacy.sources.koha import schema
 
 T = schema.metadata.tables
@@ -996,9 +996,7 @@ def check_options(opts: dict) -> list[str]:
         problems.append(
             f"anonymous_patron: expected 'preference', a borrowernumber or null, got {anon!r}"
         )
-    batch = opts.get("batch_size", 10_000)
-    if not isinstance(batch, int) or not 1 <= batch <= 1_000_000:
-        problems.append(f"batch_size: expected a whole number from 1 to 1000000, got {batch!r}")
+    problems.extend(check_batching(opts))
     return problems
 
 

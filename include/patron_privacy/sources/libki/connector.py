@@ -67,7 +67,7 @@ from patron_privacy.facts import (
     record_in_batches,
 )
 from patron_privacy.inventory import KeylessLink, SourceInventory
-from patron_privacy.sources.base import Connector, SourceConfigError
+from patron_privacy.sources.base import Connector, SourceConfigError, check_batching
 from patron_privacy.sources.libki import schema
 
 log = logging.getLogger("patron_privacy.libki")
@@ -451,9 +451,7 @@ CATEGORIES: dict[str, Category] = {
 
 def check_options(opts: dict) -> list[str]:
     problems = []
-    batch = opts.get("batch_size", 10_000)
-    if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= 1_000_000:
-        problems.append(f"batch_size: expected a whole number from 1 to 1000000, got {batch!r}")
+    problems.extend(check_batching(opts))
     prefix = opts.get("guest_prefix")
     if prefix is not None and (not isinstance(prefix, str) or not prefix.strip()):
         problems.append(f"guest_prefix: expected Libki's GuestPassPrefix text, got {prefix!r}")
