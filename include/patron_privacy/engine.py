@@ -59,6 +59,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.selectable import Alias
 
@@ -538,6 +539,23 @@ def batch_workers(engine: Engine, rule: Rule, workers: int) -> int:
     return max(1, int(workers))
 
 
+DEADLOCK_RETRIES = 3
+# How each server says it rolled a transaction back to break a deadlock.
+_MYSQL_DEADLOCK = 1213
+_POSTGRES_DEADLOCK = "40P01"
+
+
+def lost_a_deadlock(exc: DBAPIError) -> bool:
+    """Was this statement's transaction the one the server rolled back to end a deadlock?"""
+    orig = exc.orig
+    if getattr(orig, "pgcode", None) == _POSTGRES_DEADLOCK:
+        return True
+    if getattr(orig, "sqlstate", None) == _POSTGRES_DEADLOCK:
+        return True
+    args = getattr(orig, "args", ())
+    return bool(args) and args[0] == _MYSQL_DEADLOCK
+
+
 def _serial_holds(ctx: Context) -> Context:
     """The context with its holds loader called by one worker at a time: the loader
     may check the run lock on one shared warehouse session."""
@@ -564,6 +582,21 @@ class _Batches:
         self._lock = threading.Lock()
 
     def apply(self, in_range: ColumnElement[bool]) -> None:
+        """One batch, applied again when the database ended it as a deadlock's victim.
+
+        Sessions on neighbouring key ranges, or another category's task, can lock
+        each other's index entries; the database then rolls one transaction back
+        whole, so applying the batch again is exactly a rerun of it.
+        """
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            try:
+                return self._apply_once(in_range)
+            except DBAPIError as exc:
+                if attempt == DEADLOCK_RETRIES or not lost_a_deadlock(exc):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    def _apply_once(self, in_range: ColumnElement[bool]) -> None:
         """One batch: holds re-read, facts recorded alongside the change, then commit."""
         rule, ctx = self.rule, self.ctx
         with self.engine.begin() as conn:

@@ -20,10 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from koha_builders import AS_OF, T, add_fine, add_old_issue, add_patron, clear_activity, make_koha
 from patron_privacy import connections
-from patron_privacy.engine import Context, Hold, enforce_rule
+from patron_privacy.engine import Context, Hold, enforce_rule, lost_a_deadlock
 from patron_privacy.facts import Pseudonymizer
 from patron_privacy.policy import load_policy
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
 pytestmark = pytest.mark.integration
 
@@ -141,14 +142,20 @@ def test_any_number_of_workers_touches_only_eligible_rows_and_all_of_them(
 def test_batches_run_in_several_sessions_at_once_and_holds_are_read_one_at_a_time(koha):
     _library(koha, 24)
     rule = RULES["returned_loans"]
-    sessions: set[int] = set()
     inside = {"now": 0, "max": 0}
+    open_batches: dict[int, int] = {}  # session id -> batches open in it now
+    most_open = {"n": 0}
     guard = threading.Lock()
     record = rule.category.before_change
 
     def before_change(conn, where, ctx):
-        sessions.add(conn.execute(text("SELECT CONNECTION_ID()")).scalar_one())
+        session = conn.execute(text("SELECT CONNECTION_ID()")).scalar_one()
+        with guard:
+            open_batches[session] = open_batches.get(session, 0) + 1
+            most_open["n"] = max(most_open["n"], sum(1 for n in open_batches.values() if n))
         time.sleep(0.05)  # long enough for the other workers to start theirs
+        with guard:
+            open_batches[session] -= 1
         return record(conn, where, ctx)
 
     def holds_loader():
@@ -169,7 +176,8 @@ def test_batches_run_in_several_sessions_at_once_and_holds_are_read_one_at_a_tim
         workers=3,
     )
     assert res.changed == 24 and res.batches == 12 and res.remaining == 0
-    assert len(sessions) == 3
+    # Three sessions had a batch open at once, never more.
+    assert most_open["n"] == 3
     # The loader may check the run lock on one shared warehouse session.
     assert inside["max"] == 1
 
@@ -222,3 +230,103 @@ def test_loans_inside_their_window_are_never_touched_by_any_worker(koha):
     res = enforce_rule(koha, RULES["returned_loans"], _context(), batch_size=1, workers=4)
     assert res.changed == 0 and res.batches == 0
     assert _loans(koha) == before
+
+
+WANTS_LOAN_1 = "SELECT issue_id FROM old_issues WHERE issue_id = 1 FOR UPDATE"
+
+
+def _wait_until_waiting(eng, other: dict, timeout_s: float = 20.0) -> None:
+    """Until the other session's request for loan 1 is in progress (it waits for the
+    batch's lock: a primary-key lookup waits while being planned, so InnoDB's own
+    transaction list does not show it)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not other:
+        with eng.connect() as c:
+            waiting = c.execute(
+                text("SELECT COUNT(*) FROM information_schema.processlist WHERE info = :q"),
+                {"q": WANTS_LOAN_1},
+            ).scalar_one()
+        if waiting:
+            time.sleep(0.2)
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the other session never asked for loan 1: {other}")
+
+
+def test_a_batch_chosen_as_a_deadlock_victim_is_applied_again(koha):
+    """A real InnoDB deadlock: the batch holds loan 1 and wants loan 2; another, larger
+    transaction holds loan 2 and wants loan 1. InnoDB rolls back the smaller one, the
+    batch, which the engine then applies again."""
+    _library(koha, 6)
+    rule = RULES["returned_loans"]
+    record = rule.category.before_change
+    calls = {"n": 0}
+    other: dict = {}
+
+    def other_session():
+        try:
+            with koha.connect() as c, c.begin():
+                c.execute(text("SET SESSION innodb_lock_wait_timeout = 20"))
+                # Heavier than the batch, so that InnoDB picks the batch as the victim.
+                c.execute(
+                    text(
+                        "INSERT INTO action_logs (timestamp, user, module, action, object, info) "
+                        "SELECT '2026-11-01', 0, 'SYSTEM', 'TEST', seq, '' FROM seq_1_to_200"
+                    )
+                )
+                c.execute(text("UPDATE old_issues SET itemnumber = itemnumber WHERE issue_id = 2"))
+                c.execute(text(WANTS_LOAN_1))
+            other["done"] = True
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            other["error"] = exc
+
+    thread = threading.Thread(target=other_session)
+
+    def before_change(conn, where, ctx):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            conn.execute(text("SET SESSION innodb_lock_wait_timeout = 20"))
+            conn.execute(text("SELECT issue_id FROM old_issues WHERE issue_id = 1 FOR UPDATE"))
+            thread.start()
+            _wait_until_waiting(koha, other)
+        return record(conn, where, ctx)
+
+    category = dataclasses.replace(rule.category, before_change=before_change)
+    res = enforce_rule(
+        koha, dataclasses.replace(rule, category=category), _context(), batch_size=10, workers=1
+    )
+    thread.join(30)
+    assert other == {"done": True}, "the other transaction survived the deadlock"
+    assert calls["n"] == 2, "the batch was rolled back once and applied again"
+    assert (res.changed, res.batches, res.remaining) == (6, 1, 0)
+    assert set(_loans(koha).values()) == {1}
+    with koha.begin() as c:
+        c.execute(text("DELETE FROM action_logs WHERE action = 'TEST'"))
+
+
+def test_a_real_postgres_deadlock_is_recognised(postgres_url):
+    """The retry's test on PostgreSQL's own error, from a real deadlock between two sessions."""
+    eng = connections.engine_for_url(str(postgres_url))
+    with eng.begin() as c:
+        c.execute(text("CREATE TABLE t (id int PRIMARY KEY, v int)"))
+        c.execute(text("INSERT INTO t VALUES (1, 0), (2, 0)"))
+    errors: list = []
+    ready = threading.Barrier(2)
+
+    def session(first: int, second: int) -> None:
+        try:
+            with eng.begin() as c:
+                c.execute(text("UPDATE t SET v = v + 1 WHERE id = :i"), {"i": first})
+                ready.wait()
+                c.execute(text("UPDATE t SET v = v + 1 WHERE id = :i"), {"i": second})
+        except DBAPIError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=session, args=a) for a in ((1, 2), (2, 1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    eng.dispose()
+    assert len(errors) == 1
+    assert lost_a_deadlock(errors[0])
