@@ -153,3 +153,31 @@ def add_fine(
             }
         ],
     )
+
+
+def loan_scenario(c, loans: list[dict], keep_history: set[int], held: set[int]) -> dict:
+    """Patrons 10-15 and the given loans (``patron``, ``days_ago`` or None, optional
+    ``hours``, ``fine_owed``); returns each loan's expected patron after returned_loans
+    is enforced at AS_OF: the anonymous patron where eligible, its own otherwise."""
+    cutoff = AS_OF - timedelta(days=30)
+    expected = {}
+    for bn in range(10, 16):
+        add_patron(c, bn, privacy=0 if bn in keep_history else 1)
+    for i, ln in enumerate(loans, 1):
+        ret = (
+            None
+            if ln["days_ago"] is None
+            else AS_OF - timedelta(days=ln["days_ago"], hours=-ln.get("hours", 0))
+        )
+        add_old_issue(c, i, ln["patron"], ret)
+        if ln["fine_owed"]:
+            add_fine(c, i, ln["patron"], i, 1.0, AS_OF - timedelta(days=100))
+        eligible = (
+            ret is not None
+            and ret < cutoff
+            and ln["patron"] not in keep_history
+            and not ln["fine_owed"]
+            and ln["patron"] not in held
+        )
+        expected[i] = ANON if eligible else ln["patron"]
+    return expected

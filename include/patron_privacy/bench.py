@@ -83,6 +83,8 @@ PAST_SPAN_S = 3 * 365 * 86_400
 BRANCHES = 5
 PURGE_POLL_S = 0.05
 PURGE_TIMEOUT_S = 600
+# The measurements given as rows per second in the summary.
+RATED = ("engine", "engine_no_facts", "engine_one_worker", "floor_single", "floor_ranged", "loop")
 
 # No outstanding fine on the loan: Koha 25 moves a fine's issue_id to
 # old_issue_id at check-in, older rows may still carry issue_id (as the
@@ -1110,17 +1112,7 @@ def summarize(report: dict, measurements: dict[str, dict], rss: dict[str, int]) 
     }
     floor_key = max(floors, key=floors.get) if floors else None
     floor_rps = floors.get(floor_key) if floor_key else None
-    rps = {
-        k: measurements.get(k, {}).get("rows_per_s")
-        for k in (
-            "engine",
-            "engine_no_facts",
-            "engine_one_worker",
-            "floor_single",
-            "floor_ranged",
-            "loop",
-        )
-    }
+    rps = {k: measurements.get(k, {}).get("rows_per_s") for k in RATED}
     report["floor"] = {"method": floor_key, "rows_per_s": floor_rps}
     report["rows_per_s"] = rps
     engine_s = measurements.get("engine", {}).get("seconds")

@@ -18,7 +18,15 @@ import pytest
 from conftest import MARIADB_ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from koha_builders import AS_OF, T, add_fine, add_old_issue, add_patron, clear_activity, make_koha
+from koha_builders import (
+    AS_OF,
+    T,
+    add_old_issue,
+    add_patron,
+    clear_activity,
+    loan_scenario,
+    make_koha,
+)
 from patron_privacy import connections
 from patron_privacy.engine import Context, Hold, enforce_rule, lost_a_deadlock
 from patron_privacy.facts import Pseudonymizer
@@ -98,24 +106,8 @@ def test_any_number_of_workers_touches_only_eligible_rows_and_all_of_them(
     koha, loans, keep_history, held, batch, workers
 ):
     clear_activity(koha)
-    cutoff = AS_OF - timedelta(days=30)
-    expected = {}
     with koha.begin() as c:
-        for bn in range(10, 16):
-            add_patron(c, bn, privacy=0 if bn in keep_history else 1)
-        for i, ln in enumerate(loans, 1):
-            ret = None if ln["days_ago"] is None else AS_OF - timedelta(days=ln["days_ago"])
-            add_old_issue(c, i, ln["patron"], ret)
-            if ln["fine_owed"]:
-                add_fine(c, i, ln["patron"], i, 1.0, AS_OF - timedelta(days=100))
-            eligible = (
-                ret is not None
-                and ret < cutoff
-                and ln["patron"] not in keep_history
-                and not ln["fine_owed"]
-                and ln["patron"] not in held
-            )
-            expected[i] = 1 if eligible else ln["patron"]
+        expected = loan_scenario(c, loans, keep_history, held)
     recorded: list[int] = []
     lock = threading.Lock()
 

@@ -7,7 +7,14 @@ from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from koha_builders import AS_OF, T, add_fine, add_old_issue, add_patron, clear_activity, make_koha
+from koha_builders import (
+    AS_OF,
+    T,
+    add_patron,
+    clear_activity,
+    loan_scenario,
+    make_koha,
+)
 from patron_privacy import connections
 from patron_privacy.engine import Context, Hold, enforce_rule
 from patron_privacy.facts import Pseudonymizer
@@ -52,28 +59,8 @@ def test_loans_inside_window_or_blocked_untouched_and_all_eligible_done(tmp_path
         eng = _engine(tmp_path_factory)
         test_loans_inside_window_or_blocked_untouched_and_all_eligible_done.eng = eng
     clear_activity(eng)
-    cutoff = AS_OF - timedelta(days=30)
-    expected = {}
     with eng.begin() as c:
-        for bn in range(10, 16):
-            add_patron(c, bn, privacy=0 if bn in s["keep_history"] else 1)
-        for i, ln in enumerate(s["loans"], 1):
-            ret = (
-                None
-                if ln["days_ago"] is None
-                else AS_OF - timedelta(days=ln["days_ago"], hours=-ln["hours"])
-            )
-            add_old_issue(c, i, ln["patron"], ret)
-            if ln["fine_owed"]:
-                add_fine(c, i, ln["patron"], i, 1.0, AS_OF - timedelta(days=100))
-            eligible = (
-                ret is not None
-                and ret < cutoff
-                and ln["patron"] not in s["keep_history"]
-                and not ln["fine_owed"]
-                and ln["patron"] not in s["held"]
-            )
-            expected[i] = 1 if eligible else ln["patron"]
+        expected = loan_scenario(c, s["loans"], s["keep_history"], s["held"])
     ctx = Context(
         as_of=AS_OF,
         anonymous_patron=1,
