@@ -381,8 +381,14 @@ def alert_from_context(source: str, context) -> Alert:
     verification = ti.xcom_pull(task_ids=task_id, key="verification") if ti is not None else None
     if verification:
         # Records still identifying come first; input set aside is named in either alert.
-        as_of = context.get("params", {}).get("as_of") or context.get("data_interval_end")
-        for build in (compliance_alert, set_aside_alert):
+        # A dry run changed nothing, so records past their window are no finding (as the
+        # command line's dry run says): only what it set aside is reported.
+        params = context.get("params") or {}
+        as_of = params.get("as_of") or context.get("data_interval_end")
+        builds = [set_aside_alert]
+        if not params.get("dry_run"):
+            builds.insert(0, compliance_alert)
+        for build in builds:
             found = build(
                 source, verification, run_id=run_id, as_of=as_of, dag_id=dag_id, task_id=task_id
             )

@@ -207,6 +207,21 @@ def test_airflow_smtp_notifier_delivers_input_set_aside(smtp, webhook):
     assert webhook[0][1]["type"] == "failure"
 
 
+def test_a_dry_run_with_input_set_aside_gets_the_set_aside_alert_not_findings(smtp):
+    """A dry run leaves everything past its window as it is: the DAG's alert says what
+    was set aside, as the command line's dry run does, and reports no findings."""
+    notifier = alerts.failure_notifier("signups")
+    dry = [{**SET_ASIDE[0], "remaining": 7}, SET_ASIDE[1]]
+    ti = FakeTI("verify_nothing_past_its_window_identifies", {"verification": dry})
+    notifier({"ti": ti, "run_id": "manual__d", "params": {"as_of": "2026-11-30", "dry_run": True}})
+    notifier({"ti": ti, "run_id": "manual__e", "params": {"as_of": "2026-11-30", "dry_run": False}})
+    [(_, first), (_, second)] = smtp.messages()
+    assert first["Subject"].startswith("[patron-privacy] signups: input set aside, 1 problem(s)")
+    assert "compliance findings" not in body_text(first).lower()
+    # The same counts from an enforcing run are findings.
+    assert "compliance findings, 7 record(s)" in second["Subject"]
+
+
 def test_airflow_smtp_notifier_when_the_task_failed_before_any_result(smtp):
     notifier = alerts.failure_notifier("koha")
     notifier({"ti": FakeTI("validate_source_data", {}), "run_id": "scheduled__y"})
