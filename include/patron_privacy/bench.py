@@ -689,7 +689,7 @@ def loan_floors(db: Engine, p: Params) -> dict[str, Callable[[], dict]]:
     }
 
 
-def _measure_loop(db: Engine, p: Params, expected: dict, full_max: int, sample: int) -> dict:
+def measure_koha_loop(db: Engine, p: Params, expected: dict, full_max: int, sample: int) -> dict:
     """Koha's batch_anonymise.pl: patrons with eligible loans, one UPDATE and commit each."""
     sampled = expected["counts"]["eligible_patrons"] > full_max
     # Left to itself MariaDB reads the patrons in borrowernumber order through the patron
@@ -1076,7 +1076,7 @@ def run(
             batch_size,
             pseudo,
             loan_floors(db, p),
-            lambda: _measure_loop(db, p, expected, loop_full_max, loop_sample),
+            lambda: measure_koha_loop(db, p, expected, loop_full_max, loop_sample),
             workers=workers,
             trace_memory=trace_memory,
         )

@@ -62,6 +62,13 @@ def test_scale_bench_tiny(mariadb_url, tmp_path, monkeypatch):
         alone["rows_per_s"] / enforcement["floor_rows_per_s"], rel=0.01
     )
     assert enforcement["engine_in_nightly_vs_floor"] > 0
+    # Koha's per-patron loop on the same data, its end state checked too.
+    loop = enforcement["loop"]["loop"]
+    assert loop["end_state_matches"] and loop["rows_changed"] == enforcement["rows_changed"]
+    assert enforcement["engine_vs_loop"] == pytest.approx(
+        alone["rows_per_s"] / loop["rows_per_s"], rel=0.01
+    )
+    assert report["summary"]["engine_vs_loop"] == enforcement["engine_vs_loop"]
     release = report["release"]
     assert release["facts_counted"]["circulation_facts"] > 0
     assert release["audit_passed"] is True
@@ -93,6 +100,8 @@ def test_scale_bench_enforcement_only(mariadb_url, tmp_path, monkeypatch):
     assert enforcement["engine_in_nightly_rows_per_s"] is None
     assert all(m["end_state_matches"] for m in enforcement["floors"].values())
     assert report["summary"]["engine_vs_floor"] == enforcement["engine_vs_floor"] > 0
+    assert enforcement["loop"]["loop"]["end_state_matches"]
+    assert report["summary"]["engine_vs_loop"] == enforcement["engine_vs_loop"] > 0
 
 
 def test_scale_bench_drops_its_warehouse(mariadb_url, tmp_path, monkeypatch):
