@@ -11,11 +11,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-import uuid
 from datetime import timedelta
 
 import pytest
-from conftest import MARIADB_ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from koha_builders import (
@@ -40,21 +38,13 @@ RULES = {r.category.name: r for r in load_policy().rules_for("koha")}
 KEYS = Pseudonymizer({str(y): "k" for y in range(2000, 2030)})
 
 
-@pytest.fixture(scope="module")
-def koha(tmp_path_factory):
-    """One Koha database for the module (hypothesis reuses it, clearing it each time)."""
-    name = f"pp_t_{uuid.uuid4().hex[:10]}"
-    root = connections.engine_for_url(MARIADB_ROOT)
-    with root.begin() as c:
-        c.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        c.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    eng = connections.engine_for_url(f"{MARIADB_ROOT.rstrip('/')}/{name}?charset=utf8mb4")
+@pytest.fixture
+def koha(mariadb_url):
+    """A Koha database for one test (hypothesis reuses it, clearing it each time)."""
+    eng = connections.engine_for_url(mariadb_url)
     make_koha(eng)
     yield eng
     eng.dispose()
-    with root.begin() as c:
-        c.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-    root.dispose()
 
 
 def _loans(eng) -> dict[int, int | None]:
