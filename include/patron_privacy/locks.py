@@ -6,7 +6,9 @@ change the source: one waits a while, then refuses. The lock lives where every w
 already goes, the warehouse, and is held by a *session*, not written as a row:
 
 * PostgreSQL: a session advisory lock (``pg_try_advisory_lock``) on a connection kept
-  for the run; MariaDB/MySQL: ``GET_LOCK``, the same thing;
+  for the run (advisory locks belong to one database); MariaDB/MySQL: ``GET_LOCK``, the
+  same thing, its name carrying the database's (``GET_LOCK`` names are server-wide, and
+  two warehouses on one server must not hold each other's runs back);
 * SQLite (the demo, one machine): ``flock`` on a file next to the database.
 
 Why not a ``run_locks`` row with a timestamp: a task killed with SIGKILL, or a worker
@@ -61,9 +63,10 @@ def _pg_key(name: str) -> int:
     )
 
 
-def _mysql_name(name: str) -> str:
-    # GET_LOCK names are server-wide and at most 64 characters.
-    return f"patron_privacy:{hashlib.sha256(name.encode()).hexdigest()[:40]}"
+def _mysql_name(database: str | None, name: str) -> str:
+    # GET_LOCK names are server-wide and at most 64 characters: the database is hashed in.
+    scoped = f"{database or ''}\0{name}"
+    return f"patron_privacy:{hashlib.sha256(scoped.encode()).hexdigest()[:40]}"
 
 
 class Held:
@@ -115,8 +118,9 @@ def warehouse_lock(
         yield held
 
 
-def _statements(dialect: str, name: str):
+def _statements(engine: Engine, name: str):
     """(take, give) for one named lock on a server backend."""
+    dialect = engine.dialect.name
     if dialect == "postgresql":
         key = _pg_key(name)
         return (
@@ -124,7 +128,7 @@ def _statements(dialect: str, name: str):
             text("SELECT pg_advisory_unlock(:k)").bindparams(k=key),
         )
     if dialect in ("mysql", "mariadb"):
-        lock_name = _mysql_name(name)
+        lock_name = _mysql_name(engine.url.database, name)
         return (
             text("SELECT GET_LOCK(:n, 0)").bindparams(n=lock_name),
             text("SELECT RELEASE_LOCK(:n)").bindparams(n=lock_name),
@@ -151,7 +155,7 @@ def warehouse_locks(
                 stack.enter_context(_file_lock(engine, name, left, poll_s))
             yield Held(label)
         return
-    locks = [(name, *_statements(engine.dialect.name, name)) for name in names]
+    locks = [(name, *_statements(engine, name)) for name in names]
     conn = engine.connect()
     taken: list = []
     try:
