@@ -581,8 +581,11 @@ class _Batches:
         self.after_batch = after_batch
         self._lock = threading.Lock()
 
-    def apply(self, in_range: ColumnElement[bool]) -> None:
+    def apply(self, in_range: Callable[[Connection], ColumnElement[bool]]) -> None:
         """One batch, applied again when the database ended it as a deadlock's victim.
+
+        ``in_range`` gives the batch's key condition on the batch's own connection, so
+        a keyset walk reads its boundary inside the transaction that uses it.
 
         Sessions on neighbouring key ranges, or another category's task, can lock
         each other's index entries; the database then rolls one transaction back
@@ -596,13 +599,13 @@ class _Batches:
                     raise
                 time.sleep(0.05 * (attempt + 1))
 
-    def _apply_once(self, in_range: ColumnElement[bool]) -> None:
+    def _apply_once(self, in_range: Callable[[Connection], ColumnElement[bool]]) -> None:
         """One batch: holds re-read, facts recorded alongside the change, then commit."""
         rule, ctx = self.rule, self.ctx
         with self.engine.begin() as conn:
             holds = ctx.holds_loader()
             blocked = or_(false(), *(e for _, e in blocker_exprs(rule, ctx, holds)))
-            where = and_(in_range, candidates(rule, ctx), not_(blocked))
+            where = and_(in_range(conn), candidates(rule, ctx), not_(blocked))
             recording: Future | None = None
             if rule.category.before_change is not None and rule.action != "strip":
                 recording = self.recorder.submit(rule.category.before_change(conn, where, ctx))
@@ -642,7 +645,7 @@ class _Batches:
                     return
                 lo, hi = bounds
                 try:
-                    self.apply(and_(key > lo, key <= hi))
+                    self.apply(lambda _conn, lo=lo, hi=hi: and_(key > lo, key <= hi))
                 except BaseException:
                     failed.set()
                     raise
@@ -669,18 +672,23 @@ class _Batches:
         rule, key = self.rule, self.rule.category.key
         lo = None
         while True:
-            with self.engine.connect() as conn:
+            # Read inside the batch's transaction (a deadlock's retry reads it again).
+            hi = None
+
+            def in_range(conn: Connection, lo=lo) -> ColumnElement[bool]:
+                nonlocal hi
                 hi = _next_boundary(conn, rule, self.ctx, lo, batch_size)
-            if not rule.category.newest_first:
-                in_range = and_(
-                    key > lo if lo is not None else true(),
-                    key <= hi if hi is not None else true(),
-                )
-            else:  # downwards: lo is the previous (higher) boundary
-                in_range = and_(
+                if not rule.category.newest_first:
+                    return and_(
+                        key > lo if lo is not None else true(),
+                        key <= hi if hi is not None else true(),
+                    )
+                # Downwards: lo is the previous (higher) boundary.
+                return and_(
                     key < lo if lo is not None else true(),
                     key >= hi if hi is not None else true(),
                 )
+
             self.apply(in_range)
             if hi is None:
                 return
