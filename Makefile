@@ -18,10 +18,14 @@ DEMO_YEARS ?= 3
 
 .PHONY: venv demo test lint bench clean
 
+# Compiled at install, as pip does and the image's install does: with no bytecode on disk
+# (and PYTHONDONTWRITEBYTECODE set) every task process compiles Airflow, pandas and
+# Presidio from source again, a second or more of each task's start.
 $(STAMP): requirements.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.9.5
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.txt -c constraints.txt
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r requirements.txt \
+		-c constraints.txt
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -2,6 +2,9 @@
 from the source a batch at a time, in memory far below the names themselves.
 
 * a property: for any strings, ``Digests`` says "in" exactly for the strings added;
+* a property: for any rows of names (letters, digits, spaces, hyphens, apostrophes,
+  empty and missing parts), a batch read holds exactly the phrases and words the
+  plain rules give, whatever the batches' sizes;
 * a Koha of 200,000 patrons: the names the gate reads match what a set of the strings
   would hold (phrases in three orders, single words, words of the code lists set
   aside), and the peak Python allocation of reading them is a fraction of what the
@@ -38,6 +41,56 @@ def test_digests_answer_as_the_set_of_strings_does(added, probes):
     for s in [*added, *probes]:
         assert (s in d) == (s in set(added)), s
     assert len(d) == len(set(added))
+    bulk = pii_gate.Digests()
+    bulk.update(added)
+    assert len(bulk) == len(set(added)) and all(s in bulk for s in added)
+
+
+_PART = st.one_of(
+    st.none(),
+    st.text(alphabet=st.sampled_from("abAB éz 1-'’\t_"), max_size=10),
+    st.sampled_from(["May", "young", "O'Neil", "Smith-Jones", "van  der Berg", "Zoë", "x2"]),
+)
+
+
+def _plain(rows, vocabulary):
+    """The rules as first written, a set of strings per patron: the model to match."""
+    phrases, singles, patrons, ignored = set(), set(), 0, 0
+    for surname, firstname in rows:
+        s = " ".join(str(surname).lower().split()) if surname else ""
+        f = " ".join(str(firstname).lower().split()) if firstname else ""
+        if not s and not f:
+            continue
+        patrons += 1
+        if s and f:
+            phrases |= {f"{f} {s}", f"{s} {f}", f"{s}, {f}"}
+        for w in [*pii_gate._WORD.findall(s), *pii_gate._WORD.findall(f)]:
+            if len(w) >= 2:
+                if w in vocabulary:
+                    ignored += 1
+                else:
+                    singles.add(w)
+    return phrases, singles, patrons, ignored
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(st.tuples(_PART, _PART), max_size=30),
+    cut=st.integers(min_value=1, max_value=31),
+    probes=st.lists(st.text(alphabet="abAB 1-',", max_size=8), max_size=10),
+)
+def test_names_read_in_batches_hold_exactly_the_plain_rules_names(rows, cut, probes):
+    vocabulary = {"may", "young", "ab"}
+    names = pii_gate.Names()
+    for i in range(0, len(rows), cut):
+        names.add_rows(rows[i : i + cut], vocabulary)
+    phrases, singles, patrons, ignored = _plain(rows, vocabulary)
+    assert (names.patrons, names.ignored_singles) == (patrons, ignored)
+    assert len(names.phrases) == len(phrases) and len(names.singles) == len(singles)
+    for p in [*phrases, *probes]:
+        assert (p in names.phrases) == (p in phrases), p
+    for w in [*singles, *vocabulary, *probes]:
+        assert (w in names.singles) == (w in singles), w
 
 
 @pytest.fixture
