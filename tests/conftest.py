@@ -24,9 +24,9 @@ def home(tmp_path, monkeypatch):
     return tmp_path / "local"
 
 
-@pytest.fixture
-def mariadb_url():
-    """A fresh MariaDB database for one test, dropped afterwards."""
+@contextmanager
+def _mariadb_database():
+    """A fresh MariaDB database (URL string), dropped afterwards."""
     name = f"pp_t_{uuid.uuid4().hex[:10]}"
     root = create_engine(MARIADB_ROOT)
     with root.begin() as c:
@@ -37,6 +37,20 @@ def mariadb_url():
         with root.begin() as c:
             c.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
         root.dispose()
+
+
+@pytest.fixture
+def mariadb_url():
+    """A fresh MariaDB database for one test, dropped afterwards."""
+    with _mariadb_database() as url:
+        yield url
+
+
+@pytest.fixture
+def second_mariadb_url():
+    """Another fresh MariaDB database on the same server, for tests of two at once."""
+    with _mariadb_database() as url:
+        yield url
 
 
 POSTGRES_ROOT = os.environ.get(
@@ -62,6 +76,13 @@ def _postgres_database():
 @pytest.fixture
 def postgres_url():
     """A fresh PostgreSQL database for one test, dropped afterwards."""
+    with _postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def second_postgres_url():
+    """Another fresh PostgreSQL database on the same server, for tests of two at once."""
     with _postgres_database() as url:
         yield url
 

@@ -12,8 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -96,43 +94,29 @@ def test_a_waiting_holder_gets_the_lock_when_it_is_released(engine):
     assert out[0] >= released[0]
 
 
-@contextmanager
-def _sibling_database(engine):
-    """A second database on the same server as ``engine``'s, dropped afterwards."""
-    name = f"pp_t_{uuid.uuid4().hex[:10]}"
-    quote = '"' if engine.dialect.name == "postgresql" else "`"
-    admin = create_engine(engine.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f"CREATE DATABASE {quote}{name}{quote}"))
-    sibling = engine_for_url(engine.url.set(database=name).render_as_string(hide_password=False))
-    try:
-        yield sibling
-    finally:
-        sibling.dispose()
-        with admin.connect() as c:
-            c.execute(text(f"DROP DATABASE {quote}{name}{quote}"))
-        admin.dispose()
-
-
 @pytest.mark.integration
-@pytest.mark.parametrize("url_fixture", ["postgres_url", "mariadb_url"])
-def test_two_warehouses_on_one_server_do_not_share_a_run_lock(request, url_fixture):
+@pytest.mark.parametrize(
+    "url_fixtures",
+    [("postgres_url", "second_postgres_url"), ("mariadb_url", "second_mariadb_url")],
+    ids=["postgres", "mariadb"],
+)
+def test_two_warehouses_on_one_server_do_not_share_a_run_lock(request, url_fixtures):
     """Two libraries' warehouses on one database server each run their own nights:
     ``GET_LOCK`` names are server-wide, so the database is part of the lock's name."""
-    url = request.getfixturevalue(url_fixture)
-    if not isinstance(url, str):
-        url = url.render_as_string(hide_password=False)
-    engine = engine_for_url(url)
+    engine, other = (
+        engine_for_url(u if isinstance(u, str) else u.render_as_string(hide_password=False))
+        for u in map(request.getfixturevalue, url_fixtures)
+    )
     try:
-        with _sibling_database(engine) as other:
-            with locks.warehouse_lock(engine, "run:koha", wait_s=0):
-                with locks.warehouse_lock(other, "run:koha", wait_s=0):
+        with locks.warehouse_lock(engine, "run:koha", wait_s=0):
+            with locks.warehouse_lock(other, "run:koha", wait_s=0):
+                pass
+            with pytest.raises(locks.LockBusy):
+                with locks.warehouse_lock(engine, "run:koha", wait_s=0):
                     pass
-                with pytest.raises(locks.LockBusy):
-                    with locks.warehouse_lock(engine, "run:koha", wait_s=0):
-                        pass
     finally:
         engine.dispose()
+        other.dispose()
 
 
 HOLDER = """
