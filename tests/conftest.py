@@ -7,7 +7,7 @@ import uuid
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
@@ -25,18 +25,26 @@ def home(tmp_path, monkeypatch):
 
 
 @contextmanager
+def _database(root_url: str, create: str, drop: str):
+    """A fresh database (its name) on the server at ``root_url``, dropped afterwards."""
+    name = f"pp_t_{uuid.uuid4().hex[:10]}"
+    root = create_engine(root_url, isolation_level="AUTOCOMMIT")
+    with root.connect() as c:
+        c.execute(text(create.format(name)))
+    try:
+        yield name
+    finally:
+        with root.connect() as c:
+            c.execute(text(drop.format(name)))
+        root.dispose()
+
+
+@contextmanager
 def _mariadb_database():
     """A fresh MariaDB database (URL string), dropped afterwards."""
-    name = f"pp_t_{uuid.uuid4().hex[:10]}"
-    root = create_engine(MARIADB_ROOT)
-    with root.begin() as c:
-        c.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    try:
+    create, drop = "CREATE DATABASE `{}` CHARACTER SET utf8mb4", "DROP DATABASE IF EXISTS `{}`"
+    with _database(MARIADB_ROOT, create, drop) as name:
         yield f"{MARIADB_ROOT.rstrip('/')}/{name}?charset=utf8mb4"
-    finally:
-        with root.begin() as c:
-            c.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        root.dispose()
 
 
 @pytest.fixture
@@ -61,16 +69,9 @@ POSTGRES_ROOT = os.environ.get(
 @contextmanager
 def _postgres_database():
     """A fresh PostgreSQL database (URL), dropped afterwards with whoever is still on it."""
-    name = f"pp_t_{uuid.uuid4().hex[:10]}"
-    root = create_engine(POSTGRES_ROOT, isolation_level="AUTOCOMMIT")
-    with root.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield root.url.set(database=name)
-    finally:
-        with root.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        root.dispose()
+    create, drop = 'CREATE DATABASE "{}"', 'DROP DATABASE IF EXISTS "{}" WITH (FORCE)'
+    with _database(POSTGRES_ROOT, create, drop) as name:
+        yield make_url(POSTGRES_ROOT).set(database=name)
 
 
 @pytest.fixture

@@ -56,20 +56,14 @@ _PART = st.one_of(
 def _plain(rows, vocabulary):
     """The rules as first written, a set of strings per patron: the model to match."""
     phrases, singles, patrons, ignored = set(), set(), 0, 0
-    for surname, firstname in rows:
-        s = " ".join(str(surname).lower().split()) if surname else ""
-        f = " ".join(str(firstname).lower().split()) if firstname else ""
-        if not s and not f:
-            continue
-        patrons += 1
+    for row in rows:
+        s, f = map(pii_gate._norm, row)
+        patrons += bool(s or f)
         if s and f:
             phrases |= {f"{f} {s}", f"{s} {f}", f"{s}, {f}"}
-        for w in [*pii_gate._WORD.findall(s), *pii_gate._WORD.findall(f)]:
-            if len(w) >= 2:
-                if w in vocabulary:
-                    ignored += 1
-                else:
-                    singles.add(w)
+        words = [w for w in pii_gate._WORD.findall(f"{s} {f}") if len(w) >= 2]
+        ignored += sum(w in vocabulary for w in words)
+        singles |= {w for w in words if w not in vocabulary}
     return phrases, singles, patrons, ignored
 
 
