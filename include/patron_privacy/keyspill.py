@@ -17,6 +17,7 @@ column, in a directory only this user can open (``tempfile.mkdtemp``), which
 
 from __future__ import annotations
 
+import os
 import pickle
 import shutil
 import tempfile
@@ -50,8 +51,8 @@ def _hashes(values: np.ndarray) -> np.ndarray:
     return pd.util.hash_array(values)
 
 
-def _records(path: Path) -> Iterator[np.ndarray]:
-    with path.open("rb") as f:
+def _records(path: str) -> Iterator[np.ndarray]:
+    with open(path, "rb") as f:
         while True:
             try:
                 yield pickle.load(f)  # noqa: S301 - our own file, in our own 0700 directory
@@ -64,7 +65,11 @@ class KeySpill:
 
     def __init__(self, directory: Path):
         directory.mkdir(mode=0o700)
-        self._dir = directory
+        # Paths below it are joined as strings: pathlib interns every part it parses, and
+        # a partition file's name made anew per chunk kept the interpreter's table of
+        # interned strings growing and rebuilding (megabytes at a time) for as long as
+        # the validation ran.
+        self._dir = str(directory)
         self._sizes = [0] * PARTITIONS
         self._dtype: np.dtype | None = None
         # A chunk's int key column had a missing value, so it was read as float: the whole
@@ -95,24 +100,24 @@ class KeySpill:
         yield self._join(batch)
 
     def _partitions(
-        self, directory: Path, sizes: list[int], level: int, max_rows: int
+        self, directory: str, sizes: list[int], level: int, max_rows: int
     ) -> Iterator[np.ndarray]:
         for p, size in enumerate(sizes):
-            path = directory / f"{p}.pkl"
+            path = os.path.join(directory, f"{p}.pkl")
             if not size:
                 continue
             if size > max_rows and level + 1 < _LEVELS:
-                sub = directory / f"{p}.split"
-                sub.mkdir(mode=0o700)
+                sub = os.path.join(directory, f"{p}.split")
+                os.mkdir(sub, mode=0o700)
                 sub_sizes = self._scatter(_records(path), level + 1, sub)
-                path.unlink()
+                os.unlink(path)
                 yield from self._partitions(sub, sub_sizes, level + 1, max_rows)
             else:
                 yield np.concatenate(list(_records(path)))
-                path.unlink()
+                os.unlink(path)
 
     @staticmethod
-    def _scatter(arrays, level: int, directory: Path) -> list[int]:
+    def _scatter(arrays, level: int, directory: str) -> list[int]:
         """Append each array's values to the partition file its hash bits at ``level`` name."""
         sizes = [0] * PARTITIONS
         for values in arrays:
@@ -122,7 +127,7 @@ class KeySpill:
             for p in range(PARTITIONS):
                 lo, hi = bounds[p], bounds[p + 1]
                 if hi > lo:
-                    with (directory / f"{p}.pkl").open("ab") as f:
+                    with open(os.path.join(directory, f"{p}.pkl"), "ab") as f:
                         pickle.dump(values[order[lo:hi]], f, protocol=pickle.HIGHEST_PROTOCOL)
                     sizes[p] += int(hi - lo)
         return sizes
