@@ -2,6 +2,9 @@
 from the source a batch at a time, in memory far below the names themselves.
 
 * a property: for any strings, ``Digests`` says "in" exactly for the strings added;
+* a property: deduplicating a sorted array in place, a step at a time, gives NumPy's
+  ``unique`` for any values and any step; and freezing a million digests takes little
+  memory beyond the digests themselves (it took twice them);
 * a property: for any rows of names (letters, digits, spaces, hyphens, apostrophes,
   empty and missing parts), a batch read holds exactly the phrases and words the
   plain rules give, whatever the batches' sizes;
@@ -17,6 +20,7 @@ import json
 import sys
 import tracemalloc
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -44,6 +48,32 @@ def test_digests_answer_as_the_set_of_strings_does(added, probes):
     bulk = pii_gate.Digests()
     bulk.update(added)
     assert len(bulk) == len(set(added)) and all(s in bulk for s in added)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=60),
+    repeat=st.integers(min_value=1, max_value=3),
+    step=st.integers(min_value=1, max_value=70),
+)
+def test_deduplicating_in_place_gives_the_distinct_values(values, repeat, step):
+    a = np.sort(np.array(values * repeat, dtype=np.int64))
+    got = pii_gate.unique_sorted(a.copy(), step)
+    assert got.tolist() == np.unique(a).tolist()
+
+
+def test_freezing_a_million_digests_takes_little_beyond_them():
+    d = pii_gate.Digests()
+    d.update(f"patron {i % 900_000}" for i in range(1_000_000))  # some names twice
+    tracemalloc.start()
+    try:
+        assert len(d) == 900_000
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    digests = 1_000_000 * 8
+    assert peak < digests * 0.25, f"peak {peak / 2**20:.1f} MiB for {digests / 2**20:.1f} MiB"
+    assert "patron 12345" in d and "patron 900000" not in d
 
 
 _PART = st.one_of(

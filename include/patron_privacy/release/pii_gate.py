@@ -102,15 +102,16 @@ class Digests:
 
     def _frozen(self) -> np.ndarray:
         if len(self._pending):
-            merged = np.concatenate([self._sorted, np.frombuffer(self._pending, dtype=np.int64)])
+            pending = np.frombuffer(self._pending, dtype=np.int64)
+            # The first freeze (the gate's only one) sorts the digests where they lie;
+            # a later one merges into a new array.
+            merged = np.concatenate([self._sorted, pending]) if len(self._sorted) else pending
             self._pending = array("q")
-            # Sorted in place and deduplicated by a mask: ``np.unique`` (NumPy 2) hashes,
-            # which took 180 MB for three million digests, against 30 MB here.
+            # Sorted and deduplicated in place: ``np.unique`` (NumPy 2) hashes, which
+            # took 180 MB for three million digests; a mask and a copy took twice the
+            # digests, the publish task's peak (51 MB a million patrons).
             merged.sort()
-            first = np.empty(len(merged), dtype=bool)
-            first[:1] = True
-            np.not_equal(merged[1:], merged[:-1], out=first[1:])
-            self._sorted = merged[first]
+            self._sorted = unique_sorted(merged)
         return self._sorted
 
     def __contains__(self, text: str) -> bool:
@@ -121,6 +122,27 @@ class Digests:
 
     def __len__(self) -> int:
         return len(self._frozen())
+
+
+def unique_sorted(values: np.ndarray, step: int = 1 << 16) -> np.ndarray:
+    """The distinct values of sorted ``values``, written over its front (a view of it).
+
+    A ``step`` of values is copied at a time, so the extra memory is a step's, not
+    a second array as large as ``values``.
+    """
+    if not len(values):
+        return values
+    out, last = 1, values[0]
+    for lo in range(1, len(values), step):
+        chunk = values[lo : lo + step].copy()  # before anything is written over it
+        keep = np.empty(len(chunk), dtype=bool)
+        keep[0] = chunk[0] != last
+        np.not_equal(chunk[1:], chunk[:-1], out=keep[1:])
+        last = chunk[-1]
+        kept = chunk[keep]
+        values[out : out + len(kept)] = kept
+        out += len(kept)
+    return values[:out]
 
 
 @dataclass
