@@ -39,7 +39,7 @@ PATRONS = 200_000
 def test_digests_answer_as_the_set_of_strings_does(added, probes):
     d = pii_gate.Digests()
     for i, s in enumerate(added):
-        d.add(s)
+        d.update([s])
         if i % 7 == 3:  # look-ups between additions as well as after them
             assert s in d
     for s in [*added, *probes]:

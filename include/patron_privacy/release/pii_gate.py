@@ -94,9 +94,6 @@ class Digests:
         self._pending = array("q")
         self._sorted = np.empty(0, dtype=np.int64)
 
-    def add(self, text: str) -> None:
-        self._pending.append(hash(text))
-
     def update(self, texts: Iterable[str]) -> None:
         self._pending.extend(map(hash, texts))
 
@@ -155,9 +152,6 @@ class Names:
     patrons: int = 0
     ignored_singles: int = 0
 
-    def add(self, surname: str | None, firstname: str | None, vocabulary: set[str]) -> None:
-        self.add_rows([(surname, firstname)], vocabulary)
-
     def add_rows(self, rows: Iterable[tuple[str | None, str | None]], vocabulary: set[str]) -> None:
         """Add a batch of (surname, firstname) rows.
 
@@ -172,8 +166,7 @@ class Names:
         patrons = ignored = 0
         find = _WORD.findall
         for surname, firstname in rows:
-            s = " ".join(str(surname).lower().split()) if surname else ""
-            f = " ".join(str(firstname).lower().split()) if firstname else ""
+            s, f = _norm(surname), _norm(firstname)
             if not s and not f:
                 continue
             patrons += 1
